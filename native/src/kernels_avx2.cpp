@@ -1,0 +1,54 @@
+// AVX2 + FMA kernels. Only this file is compiled with -mavx2 -mfma; it is
+// called only after isa.cpp has checked cpuid and xgetbv.
+#include <immintrin.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels.h"
+
+namespace rebatch {
+namespace avx2 {
+namespace {
+
+struct V {
+  using T = __m256;
+  static constexpr std::size_t W = 8;
+  static constexpr const char* kName = "avx2";
+
+  static __m256i mask(std::size_t n) {
+    alignas(32) static const std::int32_t bits[16] = {-1, -1, -1, -1, -1, -1, -1, -1,
+                                                       0,  0,  0,  0,  0,  0,  0,  0};
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bits + 8 - n));
+  }
+  static T zero() { return _mm256_setzero_ps(); }
+  static T set1(float v) { return _mm256_set1_ps(v); }
+  static T load(const float* p) { return _mm256_loadu_ps(p); }
+  static T loadN(const float* p, std::size_t n) { return _mm256_maskload_ps(p, mask(n)); }
+  static void store(float* p, T v) { _mm256_storeu_ps(p, v); }
+  static void storeN(float* p, T v, std::size_t n) { _mm256_maskstore_ps(p, mask(n), v); }
+  static T firstN(T v, std::size_t n) { return _mm256_and_ps(v, _mm256_castsi256_ps(mask(n))); }
+  static T add(T a, T b) { return _mm256_add_ps(a, b); }
+  static T sub(T a, T b) { return _mm256_sub_ps(a, b); }
+  static T fma(T a, T b, T c) { return _mm256_fmadd_ps(a, b, c); }
+  // maxps returns its second operand when either is NaN: NaN stays NaN, as in PyTorch.
+  static T reluOf(T v) { return _mm256_max_ps(_mm256_setzero_ps(), v); }
+  static T keepWherePositive(T y, T v) {
+    return _mm256_and_ps(v, _mm256_cmp_ps(y, _mm256_setzero_ps(), _CMP_NLE_UQ));
+  }
+  static double hsum(T v) {
+    const __m256d d = _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v)),
+                                    _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+    const __m128d s = _mm_add_pd(_mm256_castpd256_pd128(d), _mm256_extractf128_pd(d, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
+  }
+};
+
+#include "simd_kernels.inl"
+
+}  // namespace
+
+const KernelTable& table() { return simdTable(); }
+
+}  // namespace avx2
+}  // namespace rebatch

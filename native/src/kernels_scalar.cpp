@@ -1,0 +1,114 @@
+// The specification: plain loops in float64. Every SIMD kernel must agree with
+// these within float32 rounding; native/tests compare them.
+#include <cstddef>
+
+#include "kernels.h"
+
+namespace rebatch {
+namespace scalar {
+namespace {
+
+inline double centered(float x, const ChannelAffine& p) {
+  return (double(x) - double(p.meanHi)) - double(p.meanLo);
+}
+inline double maskedDy(float dy, double xc, const ChannelAffine& p, bool relu) {
+  // PyTorch's threshold_backward: the gradient passes unless the output was <= 0.
+  return relu && xc * p.scale + p.shift <= 0 ? 0.0 : double(dy);
+}
+
+Moments runsMoments(const float* x, std::size_t runLen, std::size_t runs, std::size_t stride) {
+  const double n = double(runLen * runs);
+  double sum = 0;
+  for (std::size_t r = 0; r < runs; ++r)
+    for (std::size_t i = 0; i < runLen; ++i) sum += x[r * stride + i];
+  const double mean = sum / n;
+  double m2 = 0, dsum = 0;
+  for (std::size_t r = 0; r < runs; ++r)
+    for (std::size_t i = 0; i < runLen; ++i) {
+      const double d = x[r * stride + i] - mean;
+      dsum += d;
+      m2 += d * d;
+    }
+  m2 -= dsum * dsum / n;  // removes the first-order error of `mean`
+  return {n, mean + dsum / n, m2 > 0 ? m2 : 0};
+}
+
+void runsNormalize(const float* x, float* y, std::size_t runLen, std::size_t runs,
+                   std::size_t stride, ChannelAffine p, bool relu) {
+  for (std::size_t r = 0; r < runs; ++r)
+    for (std::size_t i = 0; i < runLen; ++i) {
+      double v = centered(x[r * stride + i], p) * p.scale + p.shift;
+      if (relu && v < 0) v = 0;  // NaN passes through, as in torch.relu
+      y[r * stride + i] = float(v);
+    }
+}
+
+GradSums runsGradSums(const float* dy, const float* x, std::size_t runLen, std::size_t runs,
+                      std::size_t stride, ChannelAffine p, bool relu) {
+  GradSums s;
+  for (std::size_t r = 0; r < runs; ++r)
+    for (std::size_t i = 0; i < runLen; ++i) {
+      const std::size_t k = r * stride + i;
+      const double xc = centered(x[k], p);
+      const double g = maskedDy(dy[k], xc, p, relu);
+      s.sumDy += g;
+      s.sumDyXc += g * xc;
+    }
+  return s;
+}
+
+void runsGradApply(const float* dy, const float* x, float* dx, std::size_t runLen,
+                   std::size_t runs, std::size_t stride, ChannelAffine p, ChannelGrad g,
+                   bool relu) {
+  for (std::size_t r = 0; r < runs; ++r)
+    for (std::size_t i = 0; i < runLen; ++i) {
+      const std::size_t k = r * stride + i;
+      const double xc = centered(x[k], p);
+      dx[k] = float(double(g.a) * maskedDy(dy[k], xc, p, relu) + double(g.b) * xc + g.c);
+    }
+}
+
+ChannelAffine channelOf(const RowsAffine& p, std::size_t ch) {
+  return {p.meanHi[ch], p.meanLo[ch], p.scale[ch], p.shift[ch]};
+}
+
+void rowsMoments(const float* x, std::size_t rows, std::size_t c, float*, double* mean,
+                 double* m2) {
+  for (std::size_t ch = 0; ch < c; ++ch) {
+    const Moments m = runsMoments(x + ch, 1, rows, c);
+    mean[ch] = m.mean;
+    m2[ch] = m.m2;
+  }
+}
+
+void rowsNormalize(const float* x, float* y, std::size_t rows, std::size_t c, RowsAffine p,
+                   bool relu) {
+  for (std::size_t ch = 0; ch < c; ++ch) runsNormalize(x + ch, y + ch, 1, rows, c, channelOf(p, ch), relu);
+}
+
+void rowsGradSums(const float* dy, const float* x, std::size_t rows, std::size_t c, RowsAffine p,
+                  bool relu, float*, double* sumDy, double* sumDyXc) {
+  for (std::size_t ch = 0; ch < c; ++ch) {
+    const GradSums s = runsGradSums(dy + ch, x + ch, 1, rows, c, channelOf(p, ch), relu);
+    sumDy[ch] += s.sumDy;
+    sumDyXc[ch] += s.sumDyXc;
+  }
+}
+
+void rowsGradApply(const float* dy, const float* x, float* dx, std::size_t rows, std::size_t c,
+                   RowsAffine p, RowsGrad g, bool relu) {
+  for (std::size_t ch = 0; ch < c; ++ch)
+    runsGradApply(dy + ch, x + ch, dx + ch, 1, rows, c, channelOf(p, ch), {g.a[ch], g.b[ch], g.c[ch]}, relu);
+}
+
+}  // namespace
+
+const KernelTable& table() {
+  static const KernelTable t{"scalar",        runsMoments,   runsNormalize, runsGradSums,
+                             runsGradApply,   rowsMoments,   rowsNormalize, rowsGradSums,
+                             rowsGradApply};
+  return t;
+}
+
+}  // namespace scalar
+}  // namespace rebatch

@@ -1,0 +1,148 @@
+#include "rebatch/thread_pool.h"
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdlib>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#if defined(__linux__)
+#include <sched.h>
+#endif
+
+namespace rebatch {
+namespace {
+
+std::size_t availableCpus() {
+#if defined(__linux__)
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    const int n = CPU_COUNT(&set);
+    if (n > 0) return std::size_t(n);
+  }
+#endif
+  const unsigned n = std::thread::hardware_concurrency();
+  return n ? n : 1;
+}
+
+std::size_t initialThreads() {
+  if (const char* env = std::getenv("REBATCH_NUM_THREADS")) {
+    char* end = nullptr;
+    const long v = std::strtol(env, &end, 10);
+    if (end != env && *end == '\0' && v >= 1 && v <= 1024) return std::size_t(v);
+  }
+  return availableCpus();
+}
+
+class Pool {
+ public:
+  Pool() { resize(initialThreads()); }
+  ~Pool() { stopWorkers(); }
+
+  std::size_t size() {
+    std::lock_guard<std::mutex> use(useMutex_);
+    return threads_;
+  }
+
+  void resize(std::size_t n) {
+    std::lock_guard<std::mutex> use(useMutex_);
+    stopWorkers();
+    threads_ = n < 1 ? 1 : n;
+    stop_ = false;
+    for (std::size_t i = 1; i < threads_; ++i) workers_.emplace_back([this] { workerLoop(); });
+  }
+
+  void run(std::size_t count, const std::function<void(std::size_t)>& task) {
+    std::unique_lock<std::mutex> use(useMutex_, std::try_to_lock);
+    if (count <= 1 || !use.owns_lock() || threads_ == 1) {
+      for (std::size_t i = 0; i < count; ++i) task(i);
+      return;
+    }
+    Job job{&task, count, {0}, count};
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      job_ = &job;
+      ++generation_;
+    }
+    wake_.notify_all();
+    drain(job);
+    std::unique_lock<std::mutex> lock(mutex_);
+    // `job` lives on this stack: return only when no worker can still touch it.
+    done_.wait(lock, [&] { return job.pending == 0 && active_ == 0; });
+    job_ = nullptr;
+  }
+
+ private:
+  struct Job {
+    const std::function<void(std::size_t)>* task;
+    std::size_t count;
+    std::atomic<std::size_t> next;
+    std::size_t pending;  // guarded by mutex_
+  };
+
+  // Takes indices until none are left; the last finisher signals the caller.
+  void drain(Job& job) {
+    std::size_t finished = 0;
+    for (std::size_t i; (i = job.next.fetch_add(1)) < job.count;) {
+      (*job.task)(i);
+      ++finished;
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    job.pending -= finished;
+    if (job.pending == 0) done_.notify_all();
+  }
+
+  void workerLoop() {
+    std::size_t seen = 0;
+    for (;;) {
+      Job* job;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        wake_.wait(lock, [&] { return stop_ || (generation_ != seen && job_ != nullptr); });
+        if (stop_) return;
+        seen = generation_;
+        job = job_;
+        ++active_;
+      }
+      drain(*job);
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (--active_ == 0) done_.notify_all();
+    }
+  }
+
+  void stopWorkers() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    for (auto& w : workers_) w.join();
+    workers_.clear();
+  }
+
+  std::mutex useMutex_;  // held by the one caller that owns the workers
+  std::mutex mutex_;
+  std::condition_variable wake_, done_;
+  std::vector<std::thread> workers_;
+  std::size_t threads_ = 1;
+  Job* job_ = nullptr;
+  std::size_t active_ = 0;
+  std::size_t generation_ = 0;
+  bool stop_ = false;
+};
+
+Pool& pool() {
+  static Pool* p = new Pool();  // never destroyed: workers may outlive static teardown order
+  return *p;
+}
+
+}  // namespace
+
+std::size_t numThreads() { return pool().size(); }
+void setNumThreads(std::size_t n) { pool().resize(n); }
+void parallelFor(std::size_t count, const std::function<void(std::size_t)>& task) {
+  pool().run(count, task);
+}
+
+}  // namespace rebatch

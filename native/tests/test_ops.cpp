@@ -1,0 +1,230 @@
+// Every op against the float64 reference, for every ISA compiled in and
+// supported here, thread counts 1 and 2, both layouts, ghost batches and ReLU.
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "check.h"
+#include "rebatch/isa.h"
+#include "rebatch/ops.h"
+#include "rebatch/thread_pool.h"
+#include "reference.h"
+
+using namespace rebatch;
+
+namespace {
+
+struct Shape {
+  std::size_t n, c, spatial;
+};
+
+// N = 1 with spatial dims, C = 1, C not a multiple of 8, odd spatial sizes,
+// (N, C) without spatial dims, runs longer than a block, large N*H*W.
+const std::vector<Shape> kShapes = {
+    {1, 3, 49},  {4, 1, 100}, {3, 5, 7},   {6, 11, 1},   {16, 9, 1},    {2, 17, 33},
+    {5, 8, 1025}, {2, 3, 4101}, {64, 64, 1}, {32, 13, 9}, {3, 300, 5},  {2, 5, 33153},
+    {300, 7, 1}, {8, 20, 64}};
+
+std::vector<const char*> isas() {
+  std::vector<const char*> out;
+  for (const char* name : {"scalar", "avx2", "neon"})
+    if (isaSupported(name)) out.push_back(name);
+  return out;
+}
+
+std::string describe(const TensorDims& d, const char* isa, std::size_t threads, bool relu) {
+  return std::string(isa) + " threads=" + std::to_string(threads) + (d.layout == Layout::NCHW ? " NCHW " : " NHWC ") +
+         std::to_string(d.n) + "x" + std::to_string(d.c) + "x" + std::to_string(d.spatial) +
+         " groupSize=" + std::to_string(d.groupSize) + (relu ? " relu" : "");
+}
+
+template <class F>
+void forEveryConfiguration(F&& body) {
+  for (const char* isa : isas()) {
+    CHECK(selectIsa(isa));
+    for (std::size_t threads : {1, 2}) {
+      setNumThreads(threads);
+      for (const Shape& s : kShapes)
+        for (Layout layout : {Layout::NCHW, Layout::NHWC})
+          for (std::size_t groupSize : {std::size_t(0), std::size_t(2), std::size_t(3)}) {
+            if (groupSize && s.n < 4) continue;
+            TensorDims d{s.n, s.c, s.spatial, layout, groupSize};
+            body(d, isa, threads);
+          }
+    }
+  }
+  selectIsa("scalar");
+  setNumThreads(2);
+}
+
+bool allNear(const std::vector<float>& got, const std::vector<double>& want, double rtol, double atol,
+             const std::string& what) {
+  for (std::size_t i = 0; i < got.size(); ++i)
+    if (!check::near(got[i], want[i], rtol, atol))
+      return check::fail(__FILE__, __LINE__, what + ": element " + std::to_string(i) + " = " +
+                                                 std::to_string(got[i]) + ", want " + std::to_string(want[i]));
+  return true;
+}
+
+}  // namespace
+
+TEST(moments_match_float64_reference) {
+  forEveryConfiguration([](const TensorDims& d, const char* isa, std::size_t threads) {
+    const auto x = ref::randomFloats(d.elements(), d.n * 31 + d.c, -3, 5);
+    const ref::Stats want = ref::moments(x, d);
+    std::vector<double> mean(d.groups() * d.c), m2(d.groups() * d.c);
+    CHECK(channelMoments(x.data(), d, mean.data(), m2.data()).ok());
+    for (std::size_t g = 0; g < d.groups(); ++g)
+      for (std::size_t c = 0; c < d.c; ++c) {
+        const std::size_t i = g * d.c + c;
+        const double count = double(d.groupSamples(g) * d.spatial);
+        if (!CHECK_NEAR(mean[i], want.mean[i], 1e-6, 1e-6) || !CHECK_NEAR(m2[i] / count, want.var[i], 1e-5, 1e-7)) {
+          check::fail(__FILE__, __LINE__, describe(d, isa, threads, false));
+          return;
+        }
+      }
+  });
+}
+
+TEST(training_forward_and_backward_match_reference) {
+  forEveryConfiguration([](const TensorDims& d, const char* isa, std::size_t threads) {
+    for (bool relu : {false, true}) {
+      const std::string what = describe(d, isa, threads, relu);
+      const auto x = ref::randomFloats(d.elements(), d.n + 7 * d.c, -2, 3);
+      const auto dy = ref::randomFloats(d.elements(), d.spatial + 11);
+      const auto w = ref::randomFloats(d.c, 3, 0.5f, 1.5f), b = ref::randomFloats(d.c, 4, -0.5f, 0.5f);
+      std::vector<float> y(x.size());
+      std::vector<double> mean(d.groups() * d.c), invstd(d.groups() * d.c);
+      const Status s = batchNormTraining(x.data(), y.data(), d, w.data(), b.data(), 1e-5, relu, mean.data(), invstd.data());
+      bool singleValue = false;
+      for (std::size_t g = 0; g < d.groups(); ++g) singleValue |= d.groupSamples(g) * d.spatial < 2;
+      if (singleValue) {
+        CHECK(!s.ok());
+        return;
+      }
+      if (!CHECK(s.ok())) return;
+      const ref::Stats st = ref::moments(x, d);
+      std::vector<double> wantInvstd(st.var.size());
+      for (std::size_t i = 0; i < st.var.size(); ++i) {
+        wantInvstd[i] = 1 / std::sqrt(st.var[i] + 1e-5);
+        if (!CHECK_NEAR(mean[i], st.mean[i], 1e-6, 1e-6) || !CHECK_NEAR(invstd[i], wantInvstd[i], 1e-5, 0)) {
+          check::fail(__FILE__, __LINE__, what);
+          return;
+        }
+      }
+      if (!allNear(y, ref::forward(x, d, st.mean, wantInvstd, w.data(), b.data(), relu), 1e-5, 2e-5, what + " y")) return;
+
+      const ref::Grads want = ref::backward(dy, x, d, st.mean, wantInvstd, w.data(), b.data(), relu, true);
+      std::vector<float> dx(x.size()), dw(d.c), db(d.c);
+      CHECK(batchNormBackward(dy.data(), x.data(), dx.data(), d, mean.data(), invstd.data(), w.data(), b.data(), relu,
+                              true, dw.data(), db.data()).ok());
+      double scale = 0;
+      for (double v : want.dx) scale = std::max(scale, std::fabs(v));
+      if (!allNear(dx, want.dx, 1e-4, 1e-4 * scale + 1e-6, what + " dx")) return;
+      const double count = double(d.elements() / d.c);
+      allNear(dw, want.dweight, 1e-4, 1e-6 * count, what + " dweight");
+      allNear(db, want.dbias, 1e-4, 1e-6 * count, what + " dbias");
+    }
+  });
+}
+
+TEST(forward_and_backward_with_given_statistics_match_reference) {
+  forEveryConfiguration([](const TensorDims& d, const char* isa, std::size_t threads) {
+    for (bool relu : {false, true}) {
+      const std::string what = describe(d, isa, threads, relu);
+      const auto x = ref::randomFloats(d.elements(), d.c + 5, -2, 3);
+      const auto dy = ref::randomFloats(d.elements(), d.n + 9);
+      const auto meanF = ref::randomFloats(d.groups() * d.c, 21, -0.5f, 0.5f);
+      const auto varF = ref::randomFloats(d.groups() * d.c, 22, 0.2f, 2.0f);
+      std::vector<double> mean(meanF.begin(), meanF.end()), var(varF.begin(), varF.end()), invstd(var.size());
+      CHECK(invstdFromVariance(var.data(), var.size(), 1e-3, invstd.data()).ok());
+      const float* w = d.c % 2 ? nullptr : ref::randomFloats(d.c, 5).data();
+      const auto wv = ref::randomFloats(d.c, 5, 0.5f, 2.0f);
+      w = d.c % 2 ? nullptr : wv.data();  // odd C: no weight, exercising the null default
+      std::vector<float> y(x.size());
+      CHECK(batchNormWithStats(x.data(), y.data(), d, mean.data(), invstd.data(), w, nullptr, relu).ok());
+      if (!allNear(y, ref::forward(x, d, mean, invstd, w, nullptr, relu), 1e-5, 2e-5, what + " y")) return;
+      const ref::Grads want = ref::backward(dy, x, d, mean, invstd, w, nullptr, relu, false);
+      std::vector<float> dx(x.size()), dw(d.c), db(d.c);
+      CHECK(batchNormBackward(dy.data(), x.data(), dx.data(), d, mean.data(), invstd.data(), w, nullptr, relu, false,
+                              dw.data(), db.data()).ok());
+      const double count = double(d.elements() / d.c);
+      allNear(dx, want.dx, 1e-5, 1e-6, what + " dx");
+      allNear(dw, want.dweight, 1e-4, 1e-6 * count, what + " dweight");
+      allNear(db, want.dbias, 1e-4, 1e-6 * count, what + " dbias");
+    }
+  });
+}
+
+TEST(large_mean_offset_keeps_variance_accurate) {
+  // |mean| / std = 1e4: the variance must stay within 1e-5 relative of float64.
+  for (const char* isa : isas()) {
+    selectIsa(isa);
+    for (Layout layout : {Layout::NCHW, Layout::NHWC}) {
+      TensorDims d{8, 3, 1000, layout, 0};
+      auto x = ref::randomFloats(d.elements(), 99, -1.7f, 1.7f);  // std ~ 1
+      for (auto& v : x) v += 1e4f;
+      const ref::Stats want = ref::moments(x, d);
+      std::vector<double> mean(d.c), m2(d.c), invstd(d.c);
+      CHECK(channelMoments(x.data(), d, mean.data(), m2.data()).ok());
+      for (std::size_t c = 0; c < d.c; ++c) CHECK_NEAR(m2[c] / double(d.n * d.spatial), want.var[c], 1e-5, 0);
+      std::vector<float> y(x.size());
+      CHECK(batchNormTraining(x.data(), y.data(), d, nullptr, nullptr, 0, false, mean.data(), invstd.data()).ok());
+      std::vector<double> wantInvstd(d.c);
+      for (std::size_t c = 0; c < d.c; ++c) wantInvstd[c] = 1 / std::sqrt(want.var[c]);
+      allNear(y, ref::forward(x, d, want.mean, wantInvstd, nullptr, nullptr, false), 0, 1e-4, std::string(isa) + " y");
+    }
+  }
+  selectIsa("scalar");
+}
+
+TEST(known_vector_from_pytorch_issue_60528) {
+  // x[n, c, l] = 4c + n + l + 1, shape [4, 3, 4]; BatchNorm1d(3), momentum 0.1.
+  TensorDims d{4, 3, 4, Layout::NCHW, 0};
+  std::vector<float> x(d.elements()), y(d.elements());
+  for (std::size_t n = 0; n < 4; ++n)
+    for (std::size_t c = 0; c < 3; ++c)
+      for (std::size_t l = 0; l < 4; ++l) x[(n * 3 + c) * 4 + l] = float(4 * c + n + l + 1);
+  std::vector<double> mean(3), invstd(3), m2(3);
+  CHECK(batchNormTraining(x.data(), y.data(), d, nullptr, nullptr, 1e-5, false, mean.data(), invstd.data()).ok());
+  CHECK_NEAR(y[0], -1.8974, 0, 1e-4);
+  CHECK(channelMoments(x.data(), d, mean.data(), m2.data()).ok());
+  std::vector<float> rm(3, 0.0f), rv(3, 1.0f);
+  CHECK(updateRunningStats(rm.data(), rv.data(), 3, mean.data(), m2.data(), 16, 0.1).ok());
+  CHECK_NEAR(rm[0], 0.4, 1e-6, 0);
+  CHECK_NEAR(rv[0], 1.16667, 0, 1e-5);
+}
+
+TEST(errors_are_reported_before_any_work) {
+  std::vector<float> x(12, 1.0f), y(12, 7.0f);
+  std::vector<double> mean(12), invstd(12), m2(12);
+  CHECK(!channelMoments(x.data(), TensorDims{0, 3, 4, Layout::NCHW, 0}, mean.data(), m2.data()).ok());
+  CHECK(!channelMoments(x.data(), TensorDims{3, 0, 4, Layout::NCHW, 0}, mean.data(), m2.data()).ok());
+  CHECK(!channelMoments(x.data(), TensorDims{3, 4, 0, Layout::NCHW, 0}, mean.data(), m2.data()).ok());
+  // One value per channel in training: PyTorch's error, and y untouched.
+  const Status s = batchNormTraining(x.data(), y.data(), TensorDims{1, 12, 1, Layout::NCHW, 0}, nullptr, nullptr, 1e-5,
+                                     false, mean.data(), invstd.data());
+  CHECK(!s.ok());
+  CHECK(std::string(s.message).find("more than 1 value per channel") != std::string::npos);
+  CHECK(y[0] == 7.0f);
+  // A ghost batch of one sample without spatial dims is the same error.
+  CHECK(!batchNormTraining(x.data(), y.data(), TensorDims{3, 4, 1, Layout::NCHW, 2}, nullptr, nullptr, 1e-5, false,
+                           mean.data(), invstd.data()).ok());
+  std::vector<float> rm(3), rv(3);
+  CHECK(!updateRunningStats(rm.data(), rv.data(), 3, mean.data(), m2.data(), 1, 0.1).ok());
+  CHECK(!updateRunningStats(rm.data(), rv.data(), 3, mean.data(), m2.data(), 4, 1.5).ok());
+}
+
+TEST(results_do_not_depend_on_thread_count) {
+  TensorDims d{16, 24, 31 * 29, Layout::NHWC, 0};
+  const auto x = ref::randomFloats(d.elements(), 5);
+  std::vector<double> m1(d.c), v1(d.c), m2(d.c), v2(d.c);
+  setNumThreads(1);
+  CHECK(channelMoments(x.data(), d, m1.data(), v1.data()).ok());
+  setNumThreads(2);
+  CHECK(channelMoments(x.data(), d, m2.data(), v2.data()).ok());
+  CHECK(m1 == m2 && v1 == v2);
+}
+
+CHECK_MAIN()
