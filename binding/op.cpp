@@ -1,0 +1,140 @@
+#include "op.h"
+
+#include <cstring>
+#include <string>
+
+#include "rebatch/ops.h"
+
+namespace rebatch_binding {
+namespace {
+
+const char* typeName(napi_typedarray_type t) {
+  switch (t) {
+    case napi_float32_array: return "Float32Array";
+    case napi_float64_array: return "Float64Array";
+    default: return "another typed array";
+  }
+}
+
+Napi::Error errorFor(Napi::Env env, const rebatch::Status& s) {
+  if (s.code == rebatch::StatusCode::InvalidArgument) return Napi::RangeError::New(env, s.message);
+  return Napi::Error::New(env, s.message);
+}
+
+}  // namespace
+
+void Op::add(const Napi::Value& v, const char* name, std::size_t length, void** slot, napi_typedarray_type type,
+             bool optional, bool output) {
+  Napi::Env env = v.Env();
+  *slot = nullptr;
+  if (optional && (v.IsNull() || v.IsUndefined())) return;
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type)
+    throw Napi::TypeError::New(env, std::string(name) + ": expected a " + typeName(type));
+  Napi::TypedArray a = v.As<Napi::TypedArray>();
+  if (a.ElementLength() != length)
+    throw Napi::RangeError::New(env, std::string(name) + ": expected " + std::to_string(length) + " elements, got " +
+                                         std::to_string(a.ElementLength()));
+  std::uint8_t* base = static_cast<std::uint8_t*>(a.ArrayBuffer().Data());
+  *slot = length ? base + a.ByteOffset() : nullptr;
+  if (length && !*slot) throw Napi::TypeError::New(env, std::string(name) + ": its ArrayBuffer is detached");
+  arrays_.push_back({name, a, slot, a.ByteLength(), output, {}, {}});
+}
+
+static std::size_t uintOf(const Napi::Object& o, const char* key) {
+  const Napi::Value v = o.Get(key);
+  if (!v.IsNumber() || v.As<Napi::Number>().DoubleValue() < 0)
+    throw Napi::TypeError::New(o.Env(), std::string("dims.") + key + ": expected a non-negative integer");
+  return std::size_t(v.As<Napi::Number>().Int64Value());
+}
+
+rebatch::TensorDims dimsArg(const Napi::Value& v) {
+  if (!v.IsObject()) throw Napi::TypeError::New(v.Env(), "dims: expected an object");
+  const Napi::Object o = v.As<Napi::Object>();
+  rebatch::TensorDims d;
+  d.n = uintOf(o, "n");
+  d.c = uintOf(o, "c");
+  d.spatial = uintOf(o, "spatial");
+  const std::size_t layout = uintOf(o, "layout");
+  if (layout > 1) throw Napi::RangeError::New(v.Env(), "dims.layout: expected 0 (NCHW) or 1 (NHWC)");
+  d.layout = layout == 0 ? rebatch::Layout::NCHW : rebatch::Layout::NHWC;
+  d.groupSize = uintOf(o, "groupSize");
+  const rebatch::Status s = rebatch::validateDims(d);
+  if (!s.ok()) throw Napi::RangeError::New(v.Env(), std::string("x: ") + s.message);
+  return d;
+}
+
+std::size_t sizeArg(const Napi::Value& v, const char* name) {
+  if (!v.IsNumber() || v.As<Napi::Number>().DoubleValue() < 0)
+    throw Napi::TypeError::New(v.Env(), std::string(name) + ": expected a non-negative integer");
+  return std::size_t(v.As<Napi::Number>().Int64Value());
+}
+
+double numberArg(const Napi::Value& v, const char* name) {
+  if (!v.IsNumber()) throw Napi::TypeError::New(v.Env(), std::string(name) + ": expected a number");
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+bool boolArg(const Napi::Value& v, const char* name) {
+  if (!v.IsBoolean()) throw Napi::TypeError::New(v.Env(), std::string(name) + ": expected a boolean");
+  return v.As<Napi::Boolean>().Value();
+}
+
+void runNow(Napi::Env env, Op& op) {
+  const rebatch::Status s = op.run();
+  if (!s.ok()) throw errorFor(env, s);
+}
+
+namespace {
+
+class AsyncOp : public Napi::AsyncWorker {
+ public:
+  AsyncOp(Napi::Env env, std::unique_ptr<Op> op, const char* name)
+      : Napi::AsyncWorker(env, name), op_(std::move(op)), deferred_(Napi::Promise::Deferred::New(env)), name_(name) {
+    for (ArrayArg& a : op_->arrays()) {
+      a.keepAlive = Napi::Persistent(a.array);
+      a.owned.resize(a.bytes);
+      if (!a.output && a.bytes) std::memcpy(a.owned.data(), *a.slot, a.bytes);
+      *a.slot = a.bytes ? a.owned.data() : nullptr;
+    }
+  }
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+  void Execute() override { status_ = op_->run(); }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (!status_.ok()) return deferred_.Reject(errorFor(env, status_).Value());
+    for (ArrayArg& a : op_->arrays()) {
+      Napi::TypedArray t = a.keepAlive.Value();
+      if (a.bytes && (t.ArrayBuffer().IsDetached() || t.ByteLength() != a.bytes))
+        return deferred_.Reject(Napi::TypeError::New(env, std::string(a.name) + ": its ArrayBuffer was detached while " +
+                                                              name_ + " was pending")
+                                    .Value());
+    }
+    for (ArrayArg& a : op_->arrays()) {
+      if (!a.output || !a.bytes) continue;
+      Napi::TypedArray t = a.keepAlive.Value();
+      std::memcpy(static_cast<std::uint8_t*>(t.ArrayBuffer().Data()) + t.ByteOffset(), a.owned.data(), a.bytes);
+    }
+    deferred_.Resolve(env.Undefined());
+  }
+
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  std::unique_ptr<Op> op_;
+  Napi::Promise::Deferred deferred_;
+  std::string name_;
+  rebatch::Status status_;
+};
+
+}  // namespace
+
+Napi::Promise runAsync(Napi::Env env, std::unique_ptr<Op> op, const char* name) {
+  auto* worker = new AsyncOp(env, std::move(op), name);  // deletes itself when done
+  Napi::Promise p = worker->promise();
+  worker->Queue();
+  return p;
+}
+
+}  // namespace rebatch_binding

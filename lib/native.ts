@@ -1,0 +1,45 @@
+// The one place the compiled addon is loaded, and the shape of what it exports.
+// Everything else in lib/ talks to the addon through `native`.
+import bindings from 'bindings';
+
+/** Tensor geometry as binding/ reads it: layout 0 = NCHW, 1 = NHWC; groupSize 0 = N. */
+export interface NativeDims {
+  n: number;
+  c: number;
+  spatial: number;
+  layout: 0 | 1;
+  groupSize: number;
+}
+
+type F32 = Float32Array;
+type F64 = Float64Array;
+
+export interface NativeAddon {
+  moments(x: F32, dims: NativeDims, mean: F64, m2: F64): void;
+  momentsAsync(x: F32, dims: NativeDims, mean: F64, m2: F64): Promise<void>;
+  batchNormTraining(x: F32, out: F32, dims: NativeDims, weight: F32 | null, bias: F32 | null, eps: number,
+    relu: boolean, mean: F64, invstd: F64): void;
+  batchNormTrainingAsync(x: F32, out: F32, dims: NativeDims, weight: F32 | null, bias: F32 | null, eps: number,
+    relu: boolean, mean: F64, invstd: F64): Promise<void>;
+  batchNormWithStats(x: F32, out: F32, dims: NativeDims, mean: F64, invstd: F64, weight: F32 | null,
+    bias: F32 | null, relu: boolean): void;
+  batchNormWithStatsAsync(x: F32, out: F32, dims: NativeDims, mean: F64, invstd: F64, weight: F32 | null,
+    bias: F32 | null, relu: boolean): Promise<void>;
+  batchNormBackward(dy: F32, x: F32, dx: F32 | null, dims: NativeDims, mean: F64, invstd: F64,
+    weight: F32 | null, bias: F32 | null, relu: boolean, training: boolean, dweight: F32, dbias: F32): void;
+  batchNormBackwardAsync(dy: F32, x: F32, dx: F32 | null, dims: NativeDims, mean: F64, invstd: F64,
+    weight: F32 | null, bias: F32 | null, relu: boolean, training: boolean, dweight: F32, dbias: F32): Promise<void>;
+  invstdFromVariance(variance: F64, eps: number, invstd: F64): void;
+  updateRunningStats(runningMean: F32 | F64, runningVar: F32 | F64, mean: F64, m2: F64, count: number,
+    momentum: number): void;
+  mergeMoments(countA: number, meanA: F64, m2A: F64, countB: number, meanB: F64, m2B: F64, meanOut: F64,
+    m2Out: F64): void;
+  isa(): string;
+  isaNote(): string;
+  isaSupported(name: string): boolean;
+  selectIsa(name: string): boolean;
+  getNumThreads(): number;
+  setNumThreads(n: number): void;
+}
+
+export const native: NativeAddon = bindings('rebatch');
