@@ -2,6 +2,9 @@
 // supported here, thread counts 1 and 2, both layouts, ghost batches and ReLU.
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -68,6 +71,38 @@ bool allNear(const std::vector<float>& got, const std::vector<double>& want, dou
 }
 
 }  // namespace
+
+// Runs first, before any selectIsa call, so it sees the ISA chosen at startup.
+// Also prints which ISAs this binary exercises (shown by ctest -V or on failure).
+TEST(default_isa_is_the_best_supported_here) {
+  std::string list;
+  for (const char* isa : isas()) list += std::string(list.empty() ? "" : " ") + isa;
+  std::printf("ISAs under test: %s; active at startup: %s\n", list.c_str(), activeIsa());
+  CHECK(isaSupported("scalar"));
+#if defined(__aarch64__)
+  CHECK(isaSupported("neon"));
+  CHECK(!isaSupported("avx2"));
+  const char* best = "neon";
+#elif defined(__x86_64__) || defined(_M_X64)
+  CHECK(!isaSupported("neon"));
+  const char* best = isaSupported("avx2") ? "avx2" : "scalar";
+#else
+  const char* best = "scalar";
+#endif
+  const char* wanted = std::getenv("REBATCH_ISA");
+  if (wanted && *wanted) {
+    if (isaSupported(wanted)) {
+      CHECK(std::strcmp(activeIsa(), wanted) == 0);
+      CHECK(std::strcmp(isaNote(), "") == 0);
+    } else {
+      CHECK(std::strcmp(activeIsa(), best) == 0);
+      CHECK(std::strcmp(isaNote(), "") != 0);
+    }
+  } else {
+    CHECK(std::strcmp(activeIsa(), best) == 0);
+    CHECK(std::strcmp(isaNote(), "") == 0);
+  }
+}
 
 TEST(moments_match_float64_reference) {
   forEveryConfiguration([](const TensorDims& d, const char* isa, std::size_t threads) {
