@@ -1,6 +1,12 @@
 // The one place the compiled addon is loaded, and the shape of what it exports.
 // Everything else in lib/ talks to the addon through `native`.
-import bindings from 'bindings';
+//
+// Where the addon comes from, in order: REBATCH_ADDON_PATH; a local build
+// (build/Release/rebatch.node, from `npm run build:native` or
+// `npx rebatch build-from-source`); the prebuilt binary shipped in the package
+// (prebuilds/<platform>-<arch>[-musl]/rebatch.node).
+import * as fs from 'fs';
+import * as path from 'path';
 
 /** Tensor geometry as binding/ reads it: layout 0 = NCHW, 1 = NHWC; groupSize 0 = N. */
 export interface NativeDims {
@@ -42,4 +48,52 @@ export interface NativeAddon {
   setNumThreads(n: number): void;
 }
 
-export const native: NativeAddon = bindings('rebatch');
+/** The folder holding rebatch's package.json, found from this file (lib/ in source, dist/lib/ when built). */
+export function packageRoot(from = __dirname): string {
+  for (let dir = from; ; dir = path.dirname(dir)) {
+    const pkg = path.join(dir, 'package.json');
+    if (fs.existsSync(pkg) && JSON.parse(fs.readFileSync(pkg, 'utf8')).name === 'rebatch') return dir;
+    if (path.dirname(dir) === dir) throw new Error(`rebatch: cannot find the package root above ${from}`);
+  }
+}
+
+/** `linux-x64`, `linux-x64-musl`, `darwin-arm64`, `win32-x64`, ... */
+export function platformTag(): string {
+  let tag = `${process.platform}-${process.arch}`;
+  if (process.platform === 'linux') {
+    const header = (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header;
+    if (!header?.glibcVersionRuntime) tag += '-musl';
+  }
+  return tag;
+}
+
+/** The addon files to try, in order, each with where it comes from. */
+export function addonCandidates(root = packageRoot()): Array<{ from: string; file: string }> {
+  const list: Array<{ from: string; file: string }> = [];
+  if (process.env.REBATCH_ADDON_PATH) list.push({ from: 'REBATCH_ADDON_PATH', file: path.resolve(process.env.REBATCH_ADDON_PATH) });
+  list.push({ from: 'local build', file: path.join(root, 'build', 'Release', 'rebatch.node') });
+  list.push({ from: 'prebuilt binary', file: path.join(root, 'prebuilds', platformTag(), 'rebatch.node') });
+  return list;
+}
+
+function load(): NativeAddon {
+  const tried: string[] = [];
+  for (const { from, file } of addonCandidates()) {
+    if (!fs.existsSync(file)) {
+      tried.push(`  ${from}: ${file} (not found)`);
+      continue;
+    }
+    try {
+      return require(file) as NativeAddon;
+    } catch (e) {
+      tried.push(`  ${from}: ${file} (${(e as Error).message.split('\n')[0]})`);
+    }
+  }
+  throw new Error(
+    `rebatch: no native addon for ${platformTag()} (Node ${process.version}, Node-API ${process.versions.napi}).\n` +
+    `Tried:\n${tried.join('\n')}\n` +
+    'Fixes: build it from source with `npx rebatch build-from-source` (needs cmake and a C++17 compiler), ' +
+    'or point REBATCH_ADDON_PATH at a rebatch.node built for this platform.');
+}
+
+export const native: NativeAddon = load();

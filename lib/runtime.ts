@@ -36,5 +36,7 @@ export function setNumThreads(n: number): void {
   native.setNumThreads(checkInteger(n, 'n', undefined, 1, 1024));
 }
 
-const note = native.isaNote();
-if (note) process.emitWarning(note, { code: 'REBATCH_ISA' });
+if (native.isaNote()) {
+  process.emitWarning(`REBATCH_ISA=${process.env.REBATCH_ISA} is not supported by this CPU or build (available: ` +
+    `${supportedIsas().join(', ')}); using ${native.isa()}`, { code: 'REBATCH_ISA' });
+}
