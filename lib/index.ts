@@ -10,3 +10,23 @@ export type {
 export type { Layout, TensorLike } from './tensor';
 export type { ChannelValues } from './validate';
 export { getNumThreads, isa, setIsa, setNumThreads, supportedIsas } from './runtime';
+// Layers (issue 3): BN variants, population statistics, state.
+export { NormLayer } from './layers/layer';
+export type { LayerState, LayerStateInput } from './layers/layer';
+export { BatchNorm } from './layers/batch-norm';
+export { BatchNormBase } from './layers/batch-norm-base';
+export type { BatchNormLayerOptions, Convention, EvalStats } from './layers/batch-norm-base';
+export { GhostBatchNorm } from './layers/ghost-batch-norm';
+export type { GhostBatchNormOptions } from './layers/ghost-batch-norm';
+export { FrozenBatchNorm, freeze, freezeBatchNorms } from './layers/frozen-batch-norm';
+export type { FrozenBatchNormOptions } from './layers/frozen-batch-norm';
+export { splitIntoGroups } from './layers/segments';
+export type { LastGroup, Segment } from './layers/segments';
+export { isPopulationTarget } from './layers/collect';
+export type { PopulationTarget, RunningStatsView, StatsSink } from './layers/collect';
+export { namedLayers, replaceLayers } from './layers/tree';
+export type { LayerTree } from './layers/tree';
+export { estimatePopulation, PopulationEstimator } from './population';
+export type { PopulationEstimatorJSON, PopulationEstimatorKind, PopulationStats } from './population';
+export { PopulationCollector, recomputePopulationStats, recomputePopulationStatsSync, statsDrift } from './precise-bn';
+export type { LayerPopulation, PopulationReport, RecomputeOptions, StatsDrift } from './precise-bn';
