@@ -30,3 +30,7 @@ export { estimatePopulation, PopulationEstimator } from './population';
 export type { PopulationEstimatorJSON, PopulationEstimatorKind, PopulationStats } from './population';
 export { PopulationCollector, recomputePopulationStats, recomputePopulationStatsSync, statsDrift } from './precise-bn';
 export type { LayerPopulation, PopulationReport, RecomputeOptions, StatsDrift } from './precise-bn';
+export { decodeSafetensors, encodeSafetensors } from './safetensors';
+export type { SafeTensor, SafetensorsData, SafetensorsDtype } from './safetensors';
+export { loadSafetensors, loadStateDict, saveSafetensors, stateDict } from './layers/state';
+export type { LoadStateOptions, LoadStateResult } from './layers/state';

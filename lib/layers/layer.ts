@@ -48,6 +48,14 @@ export abstract class NormLayer {
   /** Loads tensors saved by `state()` (or PyTorch's state_dict of the same module); strict about names and sizes. */
   abstract loadState(state: LayerStateInput): void;
 
+  /**
+   * The PyTorch shape of each state entry, for safetensors: `[length]` for
+   * arrays and `[]` for counts, unless a layer says otherwise (LayerNorm).
+   */
+  stateShapes(): Record<string, number[]> {
+    return Object.fromEntries(Object.entries(this.state()).map(([k, v]) => [k, typeof v === 'number' ? [] : [v.length]]));
+  }
+
   /** Sets accumulated parameter gradients to zero (a no-op for layers without parameters). */
   zeroGrad(): void {}
 }
