@@ -34,3 +34,4 @@ export { decodeSafetensors, encodeSafetensors } from './safetensors';
 export type { SafeTensor, SafetensorsData, SafetensorsDtype } from './safetensors';
 export { loadSafetensors, loadStateDict, saveSafetensors, stateDict } from './layers/state';
 export type { LoadStateOptions, LoadStateResult } from './layers/state';
+export { DomainBatchNorm } from './layers/domain-batch-norm';
