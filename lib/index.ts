@@ -35,3 +35,11 @@ export type { SafeTensor, SafetensorsData, SafetensorsDtype } from './safetensor
 export { loadSafetensors, loadStateDict, saveSafetensors, stateDict } from './layers/state';
 export type { LoadStateOptions, LoadStateResult } from './layers/state';
 export { DomainBatchNorm } from './layers/domain-batch-norm';
+export { batchNormBackwardElemt, batchNormBackwardReduce } from './backward-halves';
+export type { BackwardElemtOptions, BackwardReduceOptions } from './backward-halves';
+export { GroupNorm } from './layers/group-norm';
+export type { GroupNormOptions } from './layers/group-norm';
+export { LayerNorm } from './layers/layer-norm';
+export type { LayerNormOptions } from './layers/layer-norm';
+export { InstanceNorm } from './layers/instance-norm';
+export type { InstanceNormOptions } from './layers/instance-norm';

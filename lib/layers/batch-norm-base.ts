@@ -7,7 +7,8 @@ import { CheckedTensor, checkLayout, Layout } from '../tensor';
 import { checkBoolean, checkInteger, checkKeys, checkNumber, checkObject, typeError } from '../validate';
 import type { PopulationTarget, RunningStatsView, StatsSink } from './collect';
 import { gradInput, layerInput } from './input';
-import { NormLayer } from './layer';
+import { LayerStateInput, NormLayer } from './layer';
+import { checkStateKeys, stateArray, stateCount } from './state-check';
 import {
   backwardParts, LastGroup, mergeAll, normalizeWithBatchStats, normalizeWithStats, Part, Segment, splitIntoGroups,
 } from './segments';
@@ -246,6 +247,23 @@ export abstract class BatchNormBase extends NormLayer implements PopulationTarge
 /** The affine part of a state: weight and bias, when the layer has them. */
 export function affineState(layer: BatchNormBase): Record<string, number[]> {
   return layer.weight && layer.bias ? { weight: Array.from(layer.weight), bias: Array.from(layer.bias) } : {};
+}
+
+/** Loads weight, bias and one set of running statistics (BatchNorm's state_dict), strictly; nothing changes on error. */
+export function loadSingleSetState(layer: BatchNormBase, set: RunningSet | null, state: LayerStateInput): void {
+  const keys = [...(layer.affine ? ['weight', 'bias'] : []), ...(set ? ['running_mean', 'running_var', 'num_batches_tracked'] : [])];
+  const s = checkStateKeys(state, keys);
+  const c = layer.numFeatures;
+  const weight = layer.affine ? stateArray(s, 'weight', c) : null;
+  const bias = layer.affine ? stateArray(s, 'bias', c) : null;
+  const loaded = set ? { mean: stateArray(s, 'running_mean', c), var: stateArray(s, 'running_var', c), n: stateCount(s, 'num_batches_tracked') } : null;
+  if (weight) layer.weight!.set(weight);
+  if (bias) layer.bias!.set(bias);
+  if (loaded && set) {
+    set.mean.set(loaded.mean);
+    set.var.set(loaded.var);
+    set.numBatchesTracked = loaded.n;
+  }
 }
 
 /** State entries of one set of running statistics, under `prefix`. */

@@ -3,9 +3,10 @@
 // convention and batch statistics at inference.
 import type { Layout, TensorLike } from '../tensor';
 import { checkInteger, checkKeys, checkNumber, checkObject } from '../validate';
-import { affineState, BATCHNORM_OPTION_KEYS, BatchNormBase, BatchNormLayerOptions, newRunningSet, RunningSet, runningState } from './batch-norm-base';
+import {
+  affineState, BATCHNORM_OPTION_KEYS, BatchNormBase, BatchNormLayerOptions, loadSingleSetState, newRunningSet, RunningSet, runningState,
+} from './batch-norm-base';
 import type { LayerState, LayerStateInput } from './layer';
-import { checkStateKeys, stateArray, stateCount } from './state-check';
 
 /**
  * Batch normalization with PyTorch's conventions (DESIGN.md §2).
@@ -119,20 +120,6 @@ export class BatchNorm extends BatchNormBase {
 
   /** Loads a state from `state()` or PyTorch's state_dict of the same BatchNorm; strict. */
   loadState(state: LayerStateInput): void {
-    const keys = [...(this.affine ? ['weight', 'bias'] : []), ...(this.stats ? ['running_mean', 'running_var', 'num_batches_tracked'] : [])];
-    const s = checkStateKeys(state, keys);
-    const c = this.numFeatures;
-    const loaded = {
-      weight: this.affine ? stateArray(s, 'weight', c) : null,
-      bias: this.affine ? stateArray(s, 'bias', c) : null,
-      set: this.stats ? { mean: stateArray(s, 'running_mean', c), var: stateArray(s, 'running_var', c), numBatchesTracked: stateCount(s, 'num_batches_tracked') } : null,
-    };
-    if (loaded.weight) this.weight!.set(loaded.weight);
-    if (loaded.bias) this.bias!.set(loaded.bias);
-    if (loaded.set && this.stats) {
-      this.stats.mean.set(loaded.set.mean);
-      this.stats.var.set(loaded.set.var);
-      this.stats.numBatchesTracked = loaded.set.numBatchesTracked;
-    }
+    loadSingleSetState(this, this.stats, state);
   }
 }
