@@ -43,3 +43,6 @@ export { LayerNorm } from './layers/layer-norm';
 export type { LayerNormOptions } from './layers/layer-norm';
 export { InstanceNorm } from './layers/instance-norm';
 export type { InstanceNormOptions } from './layers/instance-norm';
+export { SyncBatchNorm } from './layers/sync-batch-norm';
+export { LocalCommunicator, SharedMemoryCommunicator } from './communicator';
+export type { Communicator, SharedGroup } from './communicator';

@@ -27,7 +27,7 @@ import type { LayerState, LayerStateInput } from './layer';
  * bn.evalStats = 'batch'; bn.evalGroupSize = 4;        // or: statistics of groups of 4 inference samples
  */
 export class BatchNorm extends BatchNormBase {
-  private stats: RunningSet | null;
+  protected stats: RunningSet | null;
 
   constructor(numFeatures: number, options?: BatchNormLayerOptions) {
     super(numFeatures, options, BATCHNORM_OPTION_KEYS, new.target.name);
