@@ -46,3 +46,6 @@ export type { InstanceNormOptions } from './layers/instance-norm';
 export { SyncBatchNorm } from './layers/sync-batch-norm';
 export { LocalCommunicator, SharedMemoryCommunicator } from './communicator';
 export type { Communicator, SharedGroup } from './communicator';
+export { ShuffleBatchNorm } from './layers/shuffle-batch-norm';
+export type { ShuffleBatchNormOptions } from './layers/shuffle-batch-norm';
+export { createRng, inversePermutation, permuteSamples, randomPermutation } from './shuffle';

@@ -34,6 +34,10 @@ export interface PopulationTarget {
   setPopulationStats(key: string, mean: Float64Array, variance: Float64Array): void;
 }
 
+/**
+ * Whether a value implements {@link PopulationTarget}.
+ * @example namedLayers(model).filter(([, l]) => isPopulationTarget(l));
+ */
 export function isPopulationTarget(value: unknown): value is PopulationTarget {
   const v = value as Partial<PopulationTarget> | null;
   return typeof v === 'object' && v !== null && typeof v.startCollecting === 'function' &&
