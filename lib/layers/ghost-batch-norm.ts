@@ -34,6 +34,10 @@ export interface GhostBatchNormOptions extends BatchNormLayerOptions {
  *   group (`lastGroup: 'auto'`); `'separate'` always keeps it apart
  *   (torch.split), `'merge'` always joins it.
  *
+ * Inference is BatchNorm's: running statistics, or with `evalStats: 'batch'` the
+ * inference batch's — set `evalGroupSize` (for example to virtualBatchSize) to
+ * normalize inference groups of the training size (paper §4.2).
+ *
  * @example
  * const gbn = new GhostBatchNorm(64, { virtualBatchSize: 32 });
  * const y = gbn.forward(x, [256, 64, 8, 8]);   // 8 groups of 32, each with its own statistics
