@@ -95,6 +95,43 @@ struct BackwardOp : Op {
   }
 };
 
+// batchNormGradSums(dy, x, dims, mean, invstd, sumDy, sumDyXhat)
+struct GradSumsOp : Op {
+  const float *dy, *x;
+  TensorDims d;
+  const double *mean, *invstd;
+  double *sumDy, *sumDyXhat;
+  explicit GradSumsOp(const Napi::CallbackInfo& info) {
+    d = dimsArg(info[2]);
+    input(info[0], "dy", d.elements(), &dy);
+    input(info[1], "x", d.elements(), &x);
+    input(info[3], "mean", d.groups() * d.c, &mean);
+    input(info[4], "invstd", d.groups() * d.c, &invstd);
+    output(info[5], "sumDy", d.groups() * d.c, &sumDy);
+    output(info[6], "sumDyXhat", d.groups() * d.c, &sumDyXhat);
+  }
+  Status run() override { return rebatch::batchNormGradSums(dy, x, d, mean, invstd, sumDy, sumDyXhat); }
+};
+
+// batchNormGradApply(dy, x, dx, dims, mean, a, b, c)
+struct GradApplyOp : Op {
+  const float *dy, *x;
+  float* dx;
+  TensorDims d;
+  const double *mean, *a, *b, *c;
+  explicit GradApplyOp(const Napi::CallbackInfo& info) {
+    d = dimsArg(info[3]);
+    input(info[0], "dy", d.elements(), &dy);
+    input(info[1], "x", d.elements(), &x);
+    output(info[2], "out", d.elements(), &dx);
+    input(info[4], "mean", d.groups() * d.c, &mean);
+    input(info[5], "a", d.groups() * d.c, &a);
+    input(info[6], "b", d.groups() * d.c, &b);
+    input(info[7], "c", d.groups() * d.c, &c);
+  }
+  Status run() override { return rebatch::batchNormGradApply(dy, x, dx, d, mean, a, b, c); }
+};
+
 template <class O>
 Napi::Value sync(const Napi::CallbackInfo& info) {
   O op(info);
@@ -177,6 +214,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
      [](const Napi::CallbackInfo& i) -> Napi::Value { return async<WithStatsOp>(i, "batchNormAsync"); });
   fn("batchNormBackwardAsync",
      [](const Napi::CallbackInfo& i) -> Napi::Value { return async<BackwardOp>(i, "batchNormBackwardAsync"); });
+  fn("batchNormGradSums", sync<GradSumsOp>);
+  fn("batchNormGradApply", sync<GradApplyOp>);
   fn("invstdFromVariance", InvstdFromVariance);
   fn("updateRunningStats", UpdateRunningStats);
   fn("mergeMoments", MergeMoments);

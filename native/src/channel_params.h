@@ -18,6 +18,13 @@ inline ChannelAffine affineOf(const ForwardParams& p, std::size_t group, std::si
   return {hi, float(mean - double(hi)), float(w * p.invstd[gc]), p.bias ? p.bias[c] : 0.0f};
 }
 
+// Only the mean, split as above: for kernels that need x - mean and no ReLU mask.
+inline ChannelAffine centerOf(const double* mean, std::size_t group, std::size_t c, std::size_t channels) {
+  const double m = mean[group * channels + c];
+  const float hi = float(m);
+  return {hi, float(m - double(hi)), 0.0f, 0.0f};
+}
+
 // dx = a * dy + b * (x - mean) + c. In training the batch statistics depend on
 // x: dx = w * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)).
 inline ChannelGrad gradOf(const BackwardParams& p, std::size_t group, std::size_t c,

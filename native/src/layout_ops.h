@@ -35,6 +35,11 @@ void training(const KernelTable& k, const float* x, float* y, const TensorDims& 
 void withStats(const KernelTable& k, const float* x, float* y, const TensorDims& d, ForwardParams p);
 void backward(const KernelTable& k, const float* dy, const float* x, float* dx, const TensorDims& d,
               BackwardParams p);
+// The backward's two halves (ops.h: batchNormGradSums / batchNormGradApply).
+void gradSums(const KernelTable& k, const float* dy, const float* x, const TensorDims& d, const double* mean,
+              const double* invstd, double* sumDy, double* sumDyXhat);
+void gradApply(const KernelTable& k, const float* dy, const float* x, float* dx, const TensorDims& d,
+               const double* mean, const double* a, const double* b, const double* c);
 }  // namespace nchw
 
 namespace nhwc {
@@ -42,6 +47,11 @@ void moments(const KernelTable& k, const float* x, const TensorDims& d, double* 
 void withStats(const KernelTable& k, const float* x, float* y, const TensorDims& d, ForwardParams p);
 void backward(const KernelTable& k, const float* dy, const float* x, float* dx, const TensorDims& d,
               BackwardParams p);
+// The backward's two halves (ops.h: batchNormGradSums / batchNormGradApply).
+void gradSums(const KernelTable& k, const float* dy, const float* x, const TensorDims& d, const double* mean,
+              const double* invstd, double* sumDy, double* sumDyXhat);
+void gradApply(const KernelTable& k, const float* dy, const float* x, float* dx, const TensorDims& d,
+               const double* mean, const double* a, const double* b, const double* c);
 }  // namespace nhwc
 
 }  // namespace rebatch

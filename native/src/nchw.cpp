@@ -108,5 +108,31 @@ void backward(const KernelTable& k, const float* dy, const float* x, float* dx, 
   reduceAffineGrads(p, d.groups(), d.c, sums);
 }
 
+void gradSums(const KernelTable& k, const float* dy, const float* x, const TensorDims& d, const double* mean,
+              const double* invstd, double* sumDy, double* sumDyXhat) {
+  forEachSlab(d, [&](std::size_t g, std::size_t c) {
+    const Slab s = slabOf(d, g, c);
+    const ChannelAffine a = centerOf(mean, g, c, d.c);
+    GradSums total;
+    forEachBlock(s, [&](std::size_t off, std::size_t len, std::size_t runs) {
+      const GradSums b = k.runsGradSums(dy + off, x + off, len, runs, s.stride, a, false);
+      total.sumDy += b.sumDy;
+      total.sumDyXc += b.sumDyXc;
+    });
+    sumDy[g * d.c + c] = total.sumDy;
+    sumDyXhat[g * d.c + c] = total.sumDyXc * invstd[g * d.c + c];
+  });
+}
+
+void gradApply(const KernelTable& k, const float* dy, const float* x, float* dx, const TensorDims& d,
+               const double* mean, const double* a, const double* b, const double* c) {
+  forEachSlab(d, [&](std::size_t g, std::size_t ch) {
+    const Slab s = slabOf(d, g, ch);
+    const std::size_t i = g * d.c + ch;
+    k.runsGradApply(dy + s.offset, x + s.offset, dx + s.offset, s.runLen, s.runs, s.stride, centerOf(mean, g, ch, d.c),
+                    {float(a[i]), float(b[i]), float(c[i])}, false);
+  });
+}
+
 }  // namespace nchw
 }  // namespace rebatch

@@ -61,6 +61,16 @@ struct AffineArrays {
         meanHi[i] = a.meanHi, meanLo[i] = a.meanLo, scale[i] = a.scale, shift[i] = a.shift;
       }
   }
+  // The means only (scale and shift 0): for kernels without a ReLU mask.
+  AffineArrays(const double* mean, const TensorDims& d) {
+    const std::size_t n = d.groups() * d.c;
+    meanHi.resize(n), meanLo.resize(n), scale.assign(n, 0.0f), shift.assign(n, 0.0f);
+    for (std::size_t g = 0; g < d.groups(); ++g)
+      for (std::size_t c = 0; c < d.c; ++c) {
+        const ChannelAffine a = centerOf(mean, g, c, d.c);
+        meanHi[g * d.c + c] = a.meanHi, meanLo[g * d.c + c] = a.meanLo;
+      }
+  }
   RowsAffine group(std::size_t g, std::size_t c) const {
     return {&meanHi[g * c], &meanLo[g * c], &scale[g * c], &shift[g * c]};
   }
@@ -137,6 +147,44 @@ void backward(const KernelTable& k, const float* dy, const float* x, float* dx, 
     const std::size_t o = t.group * C;
     k.rowsGradApply(dy + t.firstRow * C, x + t.firstRow * C, dx + t.firstRow * C, t.rows, C,
                     affine.group(t.group, C), {&ga[o], &gb[o], &gc[o]}, p.fwd.relu);
+  });
+}
+
+void gradSums(const KernelTable& k, const float* dy, const float* x, const TensorDims& d, const double* mean,
+              const double* invstd, double* sumDy, double* sumDyXhat) {
+  const std::size_t C = d.c;
+  const AffineArrays affine(mean, d);
+  const std::vector<Unit> units = unitsOf(d);
+  std::vector<double> unitDy(units.size() * C, 0.0), unitDyXc(units.size() * C, 0.0);
+  forEachUnit(d, units, [&](std::size_t u) {
+    std::vector<float> scratch(2 * C);
+    const RowsAffine a = affine.group(units[u].group, C);
+    forEachBlock(units[u], C, [&](std::size_t row, std::size_t rows) {
+      k.rowsGradSums(dy + row * C, x + row * C, rows, C, a, false, scratch.data(), &unitDy[u * C], &unitDyXc[u * C]);
+    });
+  });
+  std::fill(sumDy, sumDy + d.groups() * C, 0.0);
+  std::vector<double> dyXc(d.groups() * C, 0.0);
+  for (std::size_t u = 0; u < units.size(); ++u)
+    for (std::size_t c = 0; c < C; ++c) {
+      sumDy[units[u].group * C + c] += unitDy[u * C + c];
+      dyXc[units[u].group * C + c] += unitDyXc[u * C + c];
+    }
+  for (std::size_t i = 0; i < dyXc.size(); ++i) sumDyXhat[i] = dyXc[i] * invstd[i];
+}
+
+void gradApply(const KernelTable& k, const float* dy, const float* x, float* dx, const TensorDims& d,
+               const double* mean, const double* a, const double* b, const double* c) {
+  const std::size_t C = d.c;
+  const AffineArrays affine(mean, d);
+  std::vector<float> ga(d.groups() * C), gb(ga.size()), gc(ga.size());
+  for (std::size_t i = 0; i < ga.size(); ++i) ga[i] = float(a[i]), gb[i] = float(b[i]), gc[i] = float(c[i]);
+  const std::vector<Unit> units = unitsOf(d);
+  forEachUnit(d, units, [&](std::size_t u) {
+    const Unit& t = units[u];
+    const std::size_t o = t.group * C;
+    k.rowsGradApply(dy + t.firstRow * C, x + t.firstRow * C, dx + t.firstRow * C, t.rows, C, affine.group(t.group, C),
+                    {&ga[o], &gb[o], &gc[o]}, false);
   });
 }
 

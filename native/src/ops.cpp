@@ -111,6 +111,28 @@ Status batchNormBackward(const float* dy, const float* x, float* dx, const Tenso
   });
 }
 
+Status batchNormGradSums(const float* dy, const float* x, const TensorDims& d, const double* mean,
+                         const double* invstd, double* sumDy, double* sumDyXhat) {
+  Status s = validateDims(d);
+  if (!s.ok()) return s;
+  if (!dy || !x || !mean || !invstd || !sumDy || !sumDyXhat) return Status::Invalid("null pointer");
+  return guarded([&] {
+    if (rowsLayout(d)) nhwc::gradSums(activeKernels(), dy, x, d, mean, invstd, sumDy, sumDyXhat);
+    else nchw::gradSums(activeKernels(), dy, x, d, mean, invstd, sumDy, sumDyXhat);
+  });
+}
+
+Status batchNormGradApply(const float* dy, const float* x, float* dx, const TensorDims& d,
+                          const double* mean, const double* a, const double* b, const double* c) {
+  Status s = validateDims(d);
+  if (!s.ok()) return s;
+  if (!dy || !x || !dx || !mean || !a || !b || !c) return Status::Invalid("null pointer");
+  return guarded([&] {
+    if (rowsLayout(d)) nhwc::gradApply(activeKernels(), dy, x, dx, d, mean, a, b, c);
+    else nchw::gradApply(activeKernels(), dy, x, dx, d, mean, a, b, c);
+  });
+}
+
 Status invstdFromVariance(const double* variance, std::size_t n, double eps, double* invstd) {
   if (!variance || !invstd) return Status::Invalid("null pointer");
   for (std::size_t i = 0; i < n; ++i) invstd[i] = 1.0 / std::sqrt(variance[i] + eps);

@@ -192,6 +192,60 @@ TEST(forward_and_backward_with_given_statistics_match_reference) {
   });
 }
 
+TEST(backward_halves_match_reference) {
+  // batchNormGradSums + batchNormGradApply with the training coefficients is the
+  // training backward; the apply with arbitrary coefficients is a*dy + b*(x - mean) + c.
+  forEveryConfiguration([](const TensorDims& d, const char* isa, std::size_t threads) {
+    const std::string what = describe(d, isa, threads, false);
+    const auto x = ref::randomFloats(d.elements(), d.c * 3 + d.n, -2, 3);
+    const auto dy = ref::randomFloats(d.elements(), d.spatial + 17);
+    const auto w = ref::randomFloats(d.c, 6, 0.5f, 1.5f);
+    const ref::Stats st = ref::moments(x, d);
+    const std::size_t gc = d.groups() * d.c;
+    std::vector<double> invstd(gc);
+    for (std::size_t i = 0; i < gc; ++i) invstd[i] = 1 / std::sqrt(st.var[i] + 1e-5);
+    std::vector<double> sumDy(gc), sumDyXhat(gc);
+    if (!CHECK(batchNormGradSums(dy.data(), x.data(), d, st.mean.data(), invstd.data(), sumDy.data(), sumDyXhat.data()).ok())) return;
+    std::vector<double> a(gc), b(gc), c(gc), ra(gc), rb(gc), rc(gc);
+    const auto rand = ref::randomFloats(3 * gc, 77, -1, 1);
+    for (std::size_t g = 0; g < d.groups(); ++g)
+      for (std::size_t ch = 0; ch < d.c; ++ch) {
+        const std::size_t i = g * d.c + ch;
+        double s1 = 0, s2 = 0;
+        for (std::size_t n = d.groupBegin(g); n < d.groupBegin(g) + d.groupSamples(g); ++n)
+          for (std::size_t sp = 0; sp < d.spatial; ++sp) {
+            const std::size_t k = ref::index(d, n, ch, sp);
+            s1 += dy[k];
+            s2 += dy[k] * (x[k] - st.mean[i]) * invstd[i];
+          }
+        const double count = double(d.groupSamples(g) * d.spatial);
+        if (!CHECK_NEAR(sumDy[i], s1, 1e-5, 1e-6 * count) || !CHECK_NEAR(sumDyXhat[i], s2, 1e-5, 1e-6 * count)) {
+          check::fail(__FILE__, __LINE__, what);
+          return;
+        }
+        a[i] = w[ch] * invstd[i];
+        b[i] = -a[i] * invstd[i] * sumDyXhat[i] / count;
+        c[i] = -a[i] * sumDy[i] / count;
+        ra[i] = rand[i], rb[i] = rand[gc + i], rc[i] = rand[2 * gc + i];
+      }
+    std::vector<float> dx(x.size());
+    CHECK(batchNormGradApply(dy.data(), x.data(), dx.data(), d, st.mean.data(), a.data(), b.data(), c.data()).ok());
+    const ref::Grads want = ref::backward(dy, x, d, st.mean, invstd, w.data(), nullptr, false, true);
+    double scale = 0;
+    for (double v : want.dx) scale = std::max(scale, std::fabs(v));
+    if (!allNear(dx, want.dx, 1e-4, 1e-4 * scale + 1e-6, what + " dx via halves")) return;
+    CHECK(batchNormGradApply(dy.data(), x.data(), dx.data(), d, st.mean.data(), ra.data(), rb.data(), rc.data()).ok());
+    std::vector<double> direct(x.size());
+    for (std::size_t n = 0; n < d.n; ++n)
+      for (std::size_t ch = 0; ch < d.c; ++ch)
+        for (std::size_t sp = 0; sp < d.spatial; ++sp) {
+          const std::size_t k = ref::index(d, n, ch, sp), i = ref::groupOf(d, n) * d.c + ch;
+          direct[k] = ra[i] * dy[k] + rb[i] * (x[k] - st.mean[i]) + rc[i];
+        }
+    allNear(dx, direct, 1e-5, 1e-5, what + " a*dy + b*(x - mean) + c");
+  });
+}
+
 TEST(large_mean_offset_keeps_variance_accurate) {
   // |mean| / std = 1e4: the variance must stay within 1e-5 relative of float64.
   for (const char* isa : isas()) {
@@ -246,6 +300,10 @@ TEST(errors_are_reported_before_any_work) {
   // A ghost batch of one sample without spatial dims is the same error.
   CHECK(!batchNormTraining(x.data(), y.data(), TensorDims{3, 4, 1, Layout::NCHW, 2}, nullptr, nullptr, 1e-5, false,
                            mean.data(), invstd.data()).ok());
+  CHECK(!batchNormGradSums(x.data(), x.data(), TensorDims{0, 3, 4, Layout::NCHW, 0}, mean.data(), invstd.data(), mean.data(),
+                           m2.data()).ok());
+  CHECK(!batchNormGradApply(x.data(), x.data(), nullptr, TensorDims{3, 4, 1, Layout::NCHW, 0}, mean.data(), mean.data(),
+                            mean.data(), mean.data()).ok());
   std::vector<float> rm(3), rv(3);
   CHECK(!updateRunningStats(rm.data(), rv.data(), 3, mean.data(), m2.data(), 1, 0.1).ok());
   CHECK(!updateRunningStats(rm.data(), rv.data(), 3, mean.data(), m2.data(), 4, 1.5).ok());

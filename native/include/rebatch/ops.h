@@ -36,6 +36,20 @@ Status batchNormBackward(const float* dy, const float* x, float* dx, const Tenso
                          const float* bias, bool relu, bool training, float* dweight,
                          float* dbias);
 
+// The backward in two halves, for statistics that span more than one call:
+// SyncBatchNorm sums over workers, GroupNorm over the channels of a group
+// (PyTorch's batch_norm_backward_reduce / batch_norm_backward_elemt).
+// Sums per (group, channel), in float64: sumDy = sum(dy), sumDyXhat =
+// sum(dy * (x - mean) * invstd). No ReLU, no weight.
+Status batchNormGradSums(const float* dy, const float* x, const TensorDims& d, const double* mean,
+                         const double* invstd, double* sumDy, double* sumDyXhat);
+// dx = a * dy + b * (x - mean) + c with per-(group, channel) coefficients
+// (groups * C each); x - mean is formed as in the other kernels (float32
+// hi/lo mean). The training backward is a = w*invstd, b = -a*invstd*mean(dy*xhat),
+// c = -a*mean(dy).
+Status batchNormGradApply(const float* dy, const float* x, float* dx, const TensorDims& d,
+                          const double* mean, const double* a, const double* b, const double* c);
+
 // invstd[i] = 1 / sqrt(variance[i] + eps).
 Status invstdFromVariance(const double* variance, std::size_t n, double eps, double* invstd);
 
