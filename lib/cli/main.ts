@@ -1,0 +1,68 @@
+// The `rebatch` command line: dispatches to lib/cli/commands/*, turns errors
+// into one-line messages and exit codes (2: bad input, 1: internal error).
+import { CliError, exitCodeOf } from './errors';
+import { Io, processIo } from './io';
+
+interface Command {
+  usage: string;
+  run(args: string[], io: Io): Promise<number>;
+}
+
+// Loaded on demand so `rebatch --help` does not load onnxruntime.
+const COMMANDS: Record<string, () => Command> = {
+  recompute: () => require('./commands/recompute') as Command,
+  inspect: () => require('./commands/inspect') as Command,
+  fold: () => require('./commands/fold') as Command,
+  stats: () => require('./commands/stats') as Command,
+  merge: () => require('./commands/merge') as Command,
+  demo: () => require('./commands/demo') as Command,
+};
+
+export const usage = `rebatch: BatchNorm population statistics for ONNX models
+
+  rebatch recompute MODEL.onnx --data FILE [--input NAME] [--batch-size 32] [--max-samples N] [--drop-last]
+                    [--estimator pooled|batch-average] [--out OUT.onnx] [--stats-out STATS.json] [--threads N] [--json]
+  rebatch inspect   MODEL.onnx [--json]
+  rebatch fold      MODEL.onnx --out OUT.onnx
+  rebatch stats     MODEL.onnx --data FILE [data options] --stats-out PART.json
+  rebatch merge     PART.json... --model MODEL.onnx --out OUT.onnx
+  rebatch demo
+
+rebatch COMMAND --help tells more. --debug prints stack traces on errors.
+`;
+
+/** Runs the CLI with `argv` (without node and the script); resolves to the exit code. */
+export async function main(argv: string[], io: Io = processIo()): Promise<number> {
+  const [name, ...args] = argv;
+  const debug = argv.includes('--debug');
+  try {
+    if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+      io.out(usage);
+      return name === undefined ? 2 : 0;
+    }
+    if (name === '--version') {
+      io.out(`${(require('../../../package.json') as { version: string }).version}\n`);
+      return 0;
+    }
+    const load = COMMANDS[name];
+    if (!load) throw new CliError(`rebatch: unknown command '${name}'; expected one of ${Object.keys(COMMANDS).join(', ')}`);
+    return await load().run(args, io);
+  } catch (e) {
+    const code = exitCodeOf(e);
+    const message = e instanceof Error ? e.message : String(e);
+    io.err(`rebatch: ${code === 1 ? 'internal error: ' : ''}${message.replace(/^rebatch:\s*/, '')}\n`);
+    if (debug && e instanceof Error && e.stack) io.err(`${e.stack}\n`);
+    else if (code === 1) io.err('(run with --debug for a stack trace)\n');
+    return code;
+  }
+}
+
+/** Entry point for bin/rebatch.js. */
+export function run(): void {
+  main(process.argv.slice(2)).then((code) => { process.exitCode = code; }, (e) => {
+    process.stderr.write(`rebatch: internal error: ${String(e)}\n`);
+    process.exitCode = 1;
+  });
+}
+
+if (require.main === module) run();
