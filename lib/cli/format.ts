@@ -1,10 +1,16 @@
 // Human-readable tables for the CLI's output.
 import { LayerReport } from '../onnx/report';
 
-/** Right-aligned columns; the first column left-aligned. */
+/** A column is right-aligned when its cells below the header are all numbers (e.g. 0.25, 98.8%, 0.1 σ). */
+function numericColumn(rows: string[][], c: number): boolean {
+  return rows.slice(1).every((r) => /^-?[\d.,e+-]+( ?[%σ])?$/.test(r[c]));
+}
+
+/** A plain-text table: the first row is the header; numeric columns right-aligned. */
 export function table(rows: string[][], indent = '  '): string {
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
-  return rows.map((r) => indent + r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  ').trimEnd()).join('\n') + '\n';
+  const right = rows[0].map((_, c) => c > 0 && numericColumn(rows, c));
+  return rows.map((r) => indent + r.map((cell, c) => (right[c] ? cell.padStart(widths[c]) : cell.padEnd(widths[c]))).join('  ').trimEnd()).join('\n') + '\n';
 }
 
 /** The layers that drifted most, as a table (at most `limit` rows, with a count of the rest). */
