@@ -5,7 +5,7 @@
 // needed for those outputs are dropped, and so are the inputs they alone used.
 import { applyEdit, concat, lenField, MessageEdit } from './protobuf';
 import { BnNode } from './batchnorm';
-import { defaultOpset, DataType, F, ModelError, OnnxModel } from './model';
+import { DataType, defaultOpset, externalTensorBytes, F, ModelError, OnnxModel } from './model';
 import { encodeNode, encodeTensor, encodeValueInfo, NewNode } from './encode';
 
 /** The instrumented model and the graph output that carries each BN's input. */
@@ -134,6 +134,14 @@ export function instrument(model: OnnxModel, bns: BnNode[], input: string): Inst
     ...bns.map((bn, k) => encodeTensor(`${PREFIX}bn${k}_eps`, DataType.FLOAT, [], [bn.eps])),
   ];
   for (const c of constants) graph.append.push(lenField(F.graph.initializer, c));
+  // onnxruntime resolves external data of a model given as bytes against the working
+  // directory, not the model's: bring external tensors inline in this in-memory copy.
+  for (const t of model.initializers.values()) {
+    if (!t.external) continue;
+    const e = graph.child(t.path[1]);
+    t.fields.forEach((f, i) => { if (f.num === F.tensor.externalData || f.num === F.tensor.dataLocation) e.replace.set(i, new Uint8Array(0)); });
+    e.append.push(lenField(F.tensor.rawData, externalTensorBytes(model, t)));
+  }
   for (const o of xOutputs) graph.append.push(lenField(F.graph.output, encodeValueInfo(o, DataType.FLOAT)));
   const edit = new MessageEdit();
   edit.children.set(model.graphIndex, graph);

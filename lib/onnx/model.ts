@@ -261,6 +261,14 @@ export function typeName(dataType: number): string {
   return TYPE_NAMES[dataType] ?? `data type ${dataType}`;
 }
 
+/** Bytes per element of each fixed-size DataType. */
+const ITEM_BYTES: Record<number, number> = { 1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8, 16: 2 };
+
+/** The bytes of an external tensor, as stored (little-endian), read from next to the model file. */
+export function externalTensorBytes(model: OnnxModel, t: TensorRef): Uint8Array {
+  return externalBytes(model, t, tensorSize(t) * (ITEM_BYTES[t.dataType] ?? 1));
+}
+
 /** The bytes of a tensor's external data, read from next to the model file. */
 function externalBytes(model: OnnxModel, t: TensorRef, byteLength: number): Uint8Array {
   const ext = t.external!;
