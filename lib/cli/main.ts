@@ -59,6 +59,8 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
 
 /** Entry point for bin/rebatch.js. */
 export function run(): void {
+  // `rebatch inspect big.onnx | head` closes stdout early: that is not an error.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => { if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0); else throw e; });
   main(process.argv.slice(2)).then((code) => { process.exitCode = code; }, (e) => {
     process.stderr.write(`rebatch: internal error: ${String(e)}\n`);
     process.exitCode = 1;

@@ -63,6 +63,7 @@ export async function run(args: string[], io: Io): Promise<number> {
     `   Statistics recomputed on 400 unlabeled target-domain images, no labels and no training:\n` +
     `   $ rebatch recompute ${shown('model.onnx')} --data ${shown('target_calib.npy')} --out ${target}\n`);
   const tgt = await recompute(f('model.onnx'), f('target_calib.npy'), pass, 'pooled', target, io, json);
+  say(`   how far the stored (source) statistics are from the target-domain ones:\n`);
   say(driftTable(tgt.layers).replace(/^(?=.)/gm, '   '));
   const tEma = await accuracy(f('model.onnx'), f('target_test.npy'), f('test_labels.npy'));
   const tPrecise = await accuracy(precise, f('target_test.npy'), f('test_labels.npy'));
