@@ -80,6 +80,47 @@ describe('recompute matches PyTorch', () => {
     expectMatchesReference(stats, 'tiny', 'pooled');
   });
 
+  test('BN exported in training mode (training_mode = 1, running-statistics outputs)', async () => {
+    const stats = path.join(dir, 'train.json');
+    const out = path.join(dir, 'train.onnx');
+    const r = await cli('recompute', fix('mlp_train_op15.onnx'), '--data', fix('calib_mlp.npy'), '--batch-size', '16', '--out', out, '--stats-out', stats);
+    expect(r.code).toBe(0);
+    const s: StatsFile = JSON.parse(fs.readFileSync(stats, 'utf8'));
+    s.layers.forEach((l, k) => {
+      expect(worstRel(l.new.mean, reference.mlp.bn[k].pooled.mean)).toBeLessThan(TOL);
+      expect(worstRel(l.new.var, reference.mlp.bn[k].pooled.var)).toBeLessThan(TOL);
+    });
+    const m = parseModel(fs.readFileSync(out));
+    expect(m.nodes.filter((n) => n.opType === 'BatchNormalization').map((n) => n.outputs.length)).toEqual([3, 3]);
+  });
+
+  test('a model with several inputs: --input names the one the data feeds', async () => {
+    const stats = path.join(dir, '2in.json');
+    const args = [fix('mlp_2in_op13.onnx'), '--data', fix('calib_mlp.npy'), '--batch-size', '16', '--out', path.join(dir, '2in.onnx')];
+    const missing = await cli('recompute', ...args);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/the model has 2 inputs \('x', 'z'\); say which one the data feeds with --input NAME/);
+    expect((await cli('recompute', ...args, '--input', 'x', '--stats-out', stats)).code).toBe(0);
+    expectMatchesReference(stats, 'mlp', 'pooled');
+  });
+
+  test('float16 model: statistics close to PyTorch float32 ones, written as float16', async () => {
+    const stats = path.join(dir, 'fp16.json');
+    const out = path.join(dir, 'fp16.onnx');
+    expect((await cli('recompute', fix('mlp_fp16_op13.onnx'), '--data', fix('calib_mlp.npy'), '--batch-size', '16', '--out', out, '--stats-out', stats)).code).toBe(0);
+    const s: StatsFile = JSON.parse(fs.readFileSync(stats, 'utf8'));
+    s.layers.forEach((l, k) => {
+      // Weights and inputs are rounded to float16 (11-bit significand): a 1e-2 tolerance.
+      expect(worstRel(l.new.var, reference.mlp.bn[k].pooled.var, 0.1)).toBeLessThan(1e-2);
+      expect(worstRel(l.new.mean, reference.mlp.bn[k].pooled.mean, 0.1)).toBeLessThan(1e-2);
+    });
+    const m = parseModel(fs.readFileSync(out));
+    const bn = findBatchNorms(m)[1];
+    expect(bn.mean.tensor.dataType).toBe(10);
+    const written = readTensorValues(m, bn.mean.tensor);
+    written.forEach((v, c) => expect(Math.abs(v - s.layers[1].new.mean[c])).toBeLessThanOrEqual(Math.abs(v) * 2 ** -11 + 1e-7));
+  });
+
   test('a different batch size gives different statistics (the batches matter)', async () => {
     const stats = path.join(dir, 'bs12.json');
     const r = await cli('recompute', fix('tiny_op13.onnx'), '--data', fix('calib_tiny.npy'), '--batch-size', '12', '--out', path.join(dir, 'bs12.onnx'), '--stats-out', stats);
