@@ -146,6 +146,12 @@ describe('errors', () => {
     await expectError(['frobnicate'], 2, /unknown command 'frobnicate'/);
   });
 
+  test('an output folder that does not exist: exit 2, nothing written', async () => {
+    const r = await cli('recompute', fix('mlp_op13.onnx'), '--data', fix('calib_mlp.npy'), '--out', path.join(dir, 'no', 'such', 'o.onnx'));
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/o\.onnx: cannot write \(ENOENT\)/);
+  });
+
   test('the input model is never overwritten', async () => {
     const model = path.join(dir, 'm.onnx');
     fs.copyFileSync(fix('mlp_op13.onnx'), model);

@@ -2,6 +2,7 @@
 // 1 for an internal error.
 import { DataError } from '../data/bytes';
 import { ModelError } from '../onnx/model';
+import { OutputError } from '../onnx/atomic';
 
 /** A user-facing error: bad arguments or input; exit code 2 unless given. */
 export class CliError extends Error {
@@ -13,6 +14,6 @@ export class CliError extends Error {
 /** The exit code for an error: 2 for the user's input, 1 otherwise. */
 export function exitCodeOf(e: unknown): number {
   if (e instanceof CliError) return e.exitCode;
-  if (e instanceof DataError || e instanceof ModelError) return 2;
+  if (e instanceof DataError || e instanceof ModelError || e instanceof OutputError) return 2;
   return 1;
 }

@@ -3,6 +3,9 @@
 import * as fs from 'fs';
 import * as path from 'path';
 
+/** The output could not be written (a missing folder, no permission, a full disk): the user's to fix. */
+export class OutputError extends Error {}
+
 /** Writes `bytes` to `file` via a temporary file and a rename; the temporary file is removed on error. */
 export function writeFileAtomic(file: string, bytes: Uint8Array): void {
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${Date.now()}.tmp`);
@@ -18,6 +21,7 @@ export function writeFileAtomic(file: string, bytes: Uint8Array): void {
   } catch (e) {
     if (fd !== null) fs.closeSync(fd);
     fs.rmSync(tmp, { force: true });
-    throw e;
+    const code = (e as NodeJS.ErrnoException).code;
+    throw code ? new OutputError(`${file}: cannot write (${code})`) : e;
   }
 }

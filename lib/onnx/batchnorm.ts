@@ -1,7 +1,7 @@
 // Finds the BatchNormalization nodes of a model and where their parameters
 // live (initializers, Constant nodes, or either behind Identity nodes).
 import {
-  attrFloat, attrInt, consumers, ModelError, nodeLabel, NodeRef, OnnxModel, producers, readTensorValues, resolveConstant,
+  attrFloat, attrInt, ModelError, nodeLabel, NodeRef, OnnxModel, producers, readTensorValues, resolveConstant,
   TensorSource, tensorSize,
 } from './model';
 
@@ -113,11 +113,4 @@ export function foldedMessage(model: OnnxModel): string {
   return `${model.file}: no BatchNormalization node: nothing to recompute.${looks} ` +
     'Re-export with BN kept: put the model in eval() and call torch.onnx.export(model, x, "model.onnx", ' +
     'training=torch.onnx.TrainingMode.PRESERVE) (tf2onnx: disable its optimizers).';
-}
-
-/** Names consumed by nodes other than BN nodes' statistics paths: used to spot extra BN outputs in use. */
-export function usedNames(model: OnnxModel): Set<string> {
-  const used = new Set<string>(consumers(model).keys());
-  for (const o of model.outputs) used.add(o.name);
-  return used;
 }

@@ -93,6 +93,7 @@ export function instrument(model: OnnxModel, bns: BnNode[], input: string): Inst
     const k = bnByField.get(node.fieldIndex);
     if (k === undefined) {
       const f = model.graphFields[node.fieldIndex];
+      // AttributeProto fields 6 (g) and 11 (graphs): If / Loop / Scan bodies.
       const hasSubgraph = [...node.attributes.values()].some((a) => a.fields.some((x) => x.num === 6 || x.num === 11));
       items.push({ inputs: node.inputs, outputs: node.outputs, bytes: buf.subarray(f.valueStart, f.end), slot: node.fieldIndex, hasSubgraph });
       continue;

@@ -5,7 +5,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import {
-  Field, fieldFloat, fieldString, fieldVarint, MessageEdit, parseFields, ProtobufError, repeatedInt64, Wire,
+  Field, fieldFloat, fieldString, fieldVarint, parseFields, ProtobufError, repeatedInt64, Wire,
 } from './protobuf';
 import { halfToNumber } from './float16';
 
@@ -453,9 +453,4 @@ export function attrInts(model: OnnxModel, node: NodeRef, name: string, fallback
 /** A readable name for a node: its name, else its op type and first output. */
 export function nodeLabel(node: NodeRef): string {
   return node.name || `${node.opType}(${node.outputs[0] ?? '?'})`;
-}
-
-/** A fresh, empty edit of a whole model. */
-export function newModelEdit(): MessageEdit {
-  return new MessageEdit();
 }

@@ -42,6 +42,8 @@ export async function run(args: string[], io: Io): Promise<number> {
   if (p.values.estimator !== undefined) estimator = estimatorOption(p);
   else if (recorded.size === 1 && (recorded.has('pooled') || recorded.has('batch-average'))) estimator = [...recorded][0] as Estimator;
   else throw new CliError(`rebatch merge: the parts recorded different estimators (${[...recorded].join(', ')}); choose one with --estimator`);
+  const batchSizes = new Set(parts.map((x) => (x.json as Partial<PartialStats>).batchSize));
+  if (batchSizes.size > 1) io.err(`note: the parts used different batch sizes (${[...batchSizes].join(', ')}); one recompute would use one\n`);
   const { model, bns } = loadBatchNormModel(p.values.model);
   const accs = mergePartials(model, bns, parts);
   const layers = layerReports(model, bns, accs, estimator);
