@@ -80,6 +80,31 @@ describe('fold', () => {
   });
 });
 
+describe('fold: other layer forms', () => {
+  test.each([
+    ['zoo_op13.onnx', 'calib_tiny.npy', 2, [3, 3, 8, 8]], // ConvTranspose (groups 1 and 2); a residual BN is left
+    ['gemm_op13.onnx', null, 2, [7, 5]], // Gemm with transB = 0, alpha, beta and C; Gemm without C
+  ] as const)('%s', async (name, data, expectFolded, shape) => {
+    const dir = tmpDir();
+    const out = path.join(dir, 'f.onnx');
+    const r = await cli('fold', fix(name), '--out', out, '--json');
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout).folded).toBe(expectFolded);
+    const input = data ? fix(data) : path.join(dir, 'x.npy');
+    if (!data) {
+      const x = Float32Array.from({ length: 35 }, (_, i) => Math.sin(i * 1.3) * 2);
+      const header = "{'descr': '<f4', 'fortran_order': False, 'shape': (7, 5), }".padEnd(117) + '\n';
+      const head = Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0, header.length, 0]);
+      fs.writeFileSync(input, Buffer.concat([head, Buffer.from(header, 'latin1'), Buffer.from(x.buffer)]));
+    }
+    const n = shape[0];
+    const before = await runModel(fix(name), input, n, false);
+    const after = await runModel(out, input, n, false);
+    expect(after.length).toBe(before.length);
+    expect(worstRel(after, before, 0.1)).toBeLessThan(1e-5);
+  });
+});
+
 describe('inspect', () => {
   test('lists BN nodes with channels, eps, momentum and where parameters live', async () => {
     const r = await cli('inspect', fix('tiny_const_op13.onnx'), '--json');
@@ -129,6 +154,10 @@ describe('errors', () => {
     fs.writeFileSync(path.join(dir, 'cut.npy'), fs.readFileSync(fix('calib_tiny.npy')).subarray(0, 20000));
     await expectError(['recompute', fix('tiny_op13.onnx'), '--data', path.join(dir, 'cut.npy'), '--out', out], 2, /cut\.npy: truncated: the header promises 50 samples but the file holds 25/);
   });
+
+  test('BN inputs that depend on another model input', () => expectError(
+    ['recompute', fix('mlp_2in_dep_op13.onnx'), '--input', 'x', '--data', fix('calib_mlp.npy'), '--out', out], 2,
+    /the BatchNormalization inputs depend on graph input\(s\) 'z' besides 'x'/));
 
   test('unknown input name', () => expectError(['recompute', fix('tiny_op13.onnx'), '--data', fix('calib_tiny.npy'), '--input', 'x', '--out', out], 2,
     /no input named 'x'; the model's inputs are 'input'/));
