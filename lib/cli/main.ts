@@ -1,5 +1,7 @@
 // The `rebatch` command line: dispatches to lib/cli/commands/*, turns errors
 // into one-line messages and exit codes (2: bad input, 1: internal error).
+import * as fs from 'fs';
+import * as path from 'path';
 import { CliError, exitCodeOf } from './errors';
 import { Io, processIo } from './io';
 
@@ -31,6 +33,15 @@ export const usage = `rebatch: BatchNorm population statistics for ONNX models
 rebatch COMMAND --help tells more. --debug prints stack traces on errors.
 `;
 
+/** The package's version, from the package.json above this file (in lib/ or dist/lib/). */
+function packageVersion(): string {
+  for (let dir = __dirname; path.dirname(dir) !== dir; dir = path.dirname(dir)) {
+    const file = path.join(dir, 'package.json');
+    if (fs.existsSync(file)) return (JSON.parse(fs.readFileSync(file, 'utf8')) as { version: string }).version;
+  }
+  return 'unknown';
+}
+
 /** Runs the CLI with `argv` (without node and the script); resolves to the exit code. */
 export async function main(argv: string[], io: Io = processIo()): Promise<number> {
   const [name, ...args] = argv;
@@ -41,7 +52,7 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
       return name === undefined ? 2 : 0;
     }
     if (name === '--version') {
-      io.out(`${(require('../../../package.json') as { version: string }).version}\n`);
+      io.out(`${packageVersion()}\n`);
       return 0;
     }
     const load = COMMANDS[name];
