@@ -47,9 +47,13 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
   const [name, ...args] = argv;
   const debug = argv.includes('--debug');
   try {
-    if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    if (name === undefined) {
+      io.err(usage);
+      return 2;
+    }
+    if (name === '--help' || name === '-h' || name === 'help') {
       io.out(usage);
-      return name === undefined ? 2 : 0;
+      return 0;
     }
     if (name === '--version') {
       io.out(`${packageVersion()}\n`);
