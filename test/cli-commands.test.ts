@@ -190,21 +190,6 @@ describe('errors', () => {
     expect(fs.readFileSync(model).equals(fs.readFileSync(fix('mlp_op13.onnx')))).toBe(true);
   });
 
-  test('an internal error: exit 1, one line and a hint; --debug gives the stack', async () => {
-    jest.resetModules();
-    jest.doMock('../lib/cli/commands/inspect', () => ({ usage: '', run: async () => { throw new TypeError('boom'); } }));
-    const { main } = await import('../lib/cli/main');
-    const { memoryIo } = await import('../lib/cli/io');
-    const io = memoryIo();
-    expect(await main(['inspect', 'x.onnx'], io)).toBe(1);
-    expect(io.stderr).toBe('rebatch: internal error: boom\n(run with --debug for a stack trace)\n');
-    const dbg = memoryIo();
-    expect(await main(['inspect', 'x.onnx', '--debug'], dbg)).toBe(1);
-    expect(dbg.stderr).toMatch(/TypeError: boom\n\s+at /);
-    jest.dontMock('../lib/cli/commands/inspect');
-    jest.resetModules();
-  });
-
   test('--debug adds a stack trace', async () => {
     const r = await cli('recompute', fix('tiny_op13.onnx'), '--data', fix('calib_mlp.npy'), '--out', out, '--debug');
     expect(r.code).toBe(2);
