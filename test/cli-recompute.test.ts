@@ -80,6 +80,17 @@ describe('recompute matches PyTorch', () => {
     expectMatchesReference(stats, 'tiny', 'pooled');
   });
 
+  test('an input exported with a fixed batch size runs with other batch sizes', async () => {
+    const stats = path.join(dir, 'fixed.json');
+    const r = await cli('recompute', fix('mlp_fixed_batch_op13.onnx'), '--data', fix('calib_mlp.npy'), '--batch-size', '16',
+      '--out', path.join(dir, 'fixed.onnx'), '--stats-out', stats);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expectMatchesReference(stats, 'mlp', 'pooled');
+    // The written model keeps its declared input shape: only BN statistics change.
+    expect(parseModel(fs.readFileSync(path.join(dir, 'fixed.onnx'))).inputs[0].shape).toEqual([2, 12]);
+  });
+
   test('BN exported in training mode (training_mode = 1, running-statistics outputs)', async () => {
     const stats = path.join(dir, 'train.json');
     const out = path.join(dir, 'train.onnx');

@@ -85,8 +85,16 @@ export function encodeTensor(name: string, dataType: number, dims: number[], val
   ]);
 }
 
-/** Encodes a ValueInfoProto naming a tensor of the given element type (shape left unknown). */
-export function encodeValueInfo(name: string, elemType: number): Uint8Array {
-  const tensorType = varintField(F.tensorType.elemType, elemType);
-  return concat([lenField(F.valueInfo.name, name), lenField(F.valueInfo.type, lenField(F.typeProto.tensorType, tensorType))]);
+/**
+ * Encodes a ValueInfoProto naming a tensor of the given element type; with
+ * `shape`, each dim a size or a symbolic name (null: unknown); without, the shape is left unknown.
+ */
+export function encodeValueInfo(name: string, elemType: number, shape?: (number | string | null)[]): Uint8Array {
+  const parts = [varintField(F.tensorType.elemType, elemType)];
+  if (shape) {
+    const dims = shape.map((d) => lenField(F.shape.dim, d === null ? new Uint8Array(0)
+      : typeof d === 'number' ? varintField(F.dim.value, d) : lenField(F.dim.param, d)));
+    parts.push(lenField(F.tensorType.shape, concat(dims)));
+  }
+  return concat([lenField(F.valueInfo.name, name), lenField(F.valueInfo.type, lenField(F.typeProto.tensorType, concat(parts)))]);
 }

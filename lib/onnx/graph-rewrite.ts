@@ -128,6 +128,14 @@ export function instrument(model: OnnxModel, bns: BnNode[], input: string): Inst
   for (const node of model.nodes) graph.replace.set(node.fieldIndex, concat(bySlot.get(node.fieldIndex) ?? []));
   for (const o of model.outputs) graph.replace.set(o.fieldIndex, new Uint8Array(0));
   for (const v of model.inputs) if (!needed.includes(v.name)) graph.replace.set(v.fieldIndex, new Uint8Array(0));
+  // The pass feeds batches of its own size: a batch dim fixed at export (PyTorch's default
+  // without dynamic_axes) becomes symbolic, and the optional value_info entries, which may
+  // repeat the fixed size, are dropped.
+  const fed = model.inputs.find((v) => v.name === input);
+  if (fed?.shape && fed.shape.length > 0 && typeof fed.shape[0] === 'number') {
+    graph.replace.set(fed.fieldIndex, lenField(F.graph.input, encodeValueInfo(fed.name, fed.elemType, [`${PREFIX}N`, ...fed.shape.slice(1)])));
+    model.graphFields.forEach((f, i) => { if (f.num === F.graph.valueInfo) graph.replace.set(i, new Uint8Array(0)); });
+  }
   const constants = [
     encodeTensor(`${PREFIX}ncs`, DataType.INT64, [3], [0, 0, -1]),
     encodeTensor(`${PREFIX}c1`, DataType.INT64, [2], [-1, 1]),
