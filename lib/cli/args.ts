@@ -25,6 +25,7 @@ export const DATA_OPTIONS: Record<string, OptionSpec> = {
   threads: { type: 'string' },
 };
 
+/** Parsed option values and positional arguments. */
 export interface Parsed {
   values: Record<string, string | boolean | string[] | undefined>;
   positionals: string[];

@@ -20,6 +20,7 @@ const COMMANDS: Record<string, () => Command> = {
   demo: () => require('./commands/demo') as Command,
 };
 
+/** The overall help text. */
 export const usage = `rebatch: BatchNorm population statistics for ONNX models
 
   rebatch recompute MODEL.onnx --data FILE [--input NAME] [--batch-size 32] [--max-samples N] [--drop-last]

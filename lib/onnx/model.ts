@@ -47,6 +47,7 @@ export interface TensorRef {
   external?: { location: string; offset: number; length: number | null };
 }
 
+/** An attribute of a node, with its fields undecoded. */
 export interface AttributeRef {
   name: string;
   field: Field;
@@ -55,6 +56,7 @@ export interface AttributeRef {
   fields: Field[];
 }
 
+/** A node of the main graph. */
 export interface NodeRef {
   /** Index of this node among the graph's fields (for edits). */
   fieldIndex: number;
@@ -68,6 +70,7 @@ export interface NodeRef {
   attributes: Map<string, AttributeRef>;
 }
 
+/** A graph input or output: name, element type and shape. */
 export interface ValueRef {
   name: string;
   fieldIndex: number;

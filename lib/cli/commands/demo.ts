@@ -11,6 +11,7 @@ import { driftTable, table } from '../format';
 import { Io } from '../io';
 import { recompute } from './recompute';
 
+/** The help text of `rebatch demo`. */
 export const usage = `rebatch demo [--out-dir DIR] [--json]
 
 Runs rebatch on a small CNN trained on the scikit-learn digits with a small BN momentum

@@ -9,6 +9,7 @@ import { foldModel } from '../../onnx/fold';
 import { readModel } from '../../onnx/model';
 import { writeModel } from '../../onnx/recompute';
 
+/** The help text of `rebatch fold`. */
 export const usage = `rebatch fold MODEL.onnx --out OUT.onnx [--json]
 
 Folds every BatchNormalization into the Conv, ConvTranspose or Gemm that feeds it, where the

@@ -6,6 +6,7 @@ import { Io } from '../io';
 import { findBatchNorms, foldedHint, storedStats } from '../../onnx/batchnorm';
 import { defaultOpset, readModel } from '../../onnx/model';
 
+/** The help text of `rebatch inspect`. */
 export const usage = `rebatch inspect MODEL.onnx [--json]
 
 Lists the BatchNormalization nodes: channels, eps, momentum, where the parameters live,

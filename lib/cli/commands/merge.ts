@@ -11,6 +11,7 @@ import { layerReports } from '../../onnx/report';
 import { Estimator } from '../../onnx/population';
 import { writeFileAtomic } from '../../onnx/atomic';
 
+/** The help text of `rebatch merge`. */
 export const usage = `rebatch merge PART.json... --model MODEL.onnx --out OUT.onnx [--estimator E] [--stats-out STATS.json] [--json]
 
 Merges partial statistics (from rebatch stats, given in data order) and writes MODEL with the

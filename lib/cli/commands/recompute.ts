@@ -13,6 +13,7 @@ import { writeFileAtomic } from '../../onnx/atomic';
 import { Estimator } from '../../onnx/population';
 import { PassOptions } from '../../onnx/calibrate';
 
+/** The help text of `rebatch recompute`. */
 export const usage = `rebatch recompute MODEL.onnx --data FILE [options]
 
 Recomputes the population statistics of every BatchNormalization node (PreciseBN):

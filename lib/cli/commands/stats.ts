@@ -9,6 +9,7 @@ import { loadBatchNormModel, passOverData } from '../../onnx/recompute';
 import { partialStats } from '../../onnx/partial';
 import { writeFileAtomic } from '../../onnx/atomic';
 
+/** The help text of `rebatch stats`. */
 export const usage = `rebatch stats MODEL.onnx --data FILE [data options] --stats-out PART.json
 
 Runs the statistics pass of \`rebatch recompute\` over one shard of the calibration data and
