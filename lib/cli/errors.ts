@@ -3,6 +3,7 @@
 import { DataError } from '../data/bytes';
 import { ModelError } from '../onnx/model';
 import { OutputError } from '../onnx/atomic';
+import { MissingDependencyError } from '../onnx/ort';
 
 /** A user-facing error: bad arguments or input; exit code 2 unless given. */
 export class CliError extends Error {
@@ -14,6 +15,6 @@ export class CliError extends Error {
 /** The exit code for an error: 2 for the user's input, 1 otherwise. */
 export function exitCodeOf(e: unknown): number {
   if (e instanceof CliError) return e.exitCode;
-  if (e instanceof DataError || e instanceof ModelError || e instanceof OutputError) return 2;
+  if (e instanceof DataError || e instanceof ModelError || e instanceof OutputError || e instanceof MissingDependencyError) return 2;
   return 1;
 }

@@ -1,5 +1,6 @@
 // Classification accuracy of an ONNX model with onnxruntime, for the demo.
-import * as ort from 'onnxruntime-node';
+import type * as Ort from 'onnxruntime-node';
+import { loadOrt } from '../onnx/ort';
 import { readAll } from '../data/open';
 
 /** Accuracy (0..1) of `model` (one input, logits output [N, classes]) on data with integer labels. */
@@ -7,10 +8,11 @@ export async function accuracy(model: string, dataSpec: string, labelsSpec: stri
   const x = await readAll(dataSpec);
   const y = await readAll(labelsSpec);
   if (y.shape[0] !== x.shape[0]) throw new RangeError(`${labelsSpec}: ${y.shape[0]} labels for ${x.shape[0]} samples in ${dataSpec}`);
+  const ort = loadOrt();
   const session = await ort.InferenceSession.create(model, { logSeverityLevel: 3 });
   try {
     const out = await session.run({ [session.inputNames[0]]: new ort.Tensor('float32', x.data, x.shape) });
-    const logits = out[session.outputNames[0]] as ort.Tensor;
+    const logits = out[session.outputNames[0]] as Ort.Tensor;
     const classes = logits.dims[1];
     const data = logits.data as Float32Array;
     let correct = 0;

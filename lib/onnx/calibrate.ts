@@ -1,7 +1,8 @@
 // The statistics pass: runs the instrumented model (every BN in training mode,
 // every BN input exposed) batch by batch with onnxruntime, and accumulates
 // each BN input's per-batch moments, computed by rebatch's kernels.
-import * as ort from 'onnxruntime-node';
+import type * as Ort from 'onnxruntime-node';
+import { loadOrt } from './ort';
 import { moments } from '../functional';
 import { DataError, SampleReader } from '../data/open';
 import { BnNode } from './batchnorm';
@@ -74,7 +75,8 @@ function firstNonFinite(x: Float32Array): number {
   return -1;
 }
 
-function feedTensor(data: Float32Array, dims: number[], elemType: number, label: string): ort.Tensor {
+function feedTensor(data: Float32Array, dims: number[], elemType: number, label: string): Ort.Tensor {
+  const ort = loadOrt();
   if (elemType === DataType.FLOAT16) {
     const bits = new Uint16Array(data.length);
     for (let i = 0; i < data.length; i++) bits[i] = numberToHalf(data[i]);
@@ -86,8 +88,8 @@ function feedTensor(data: Float32Array, dims: number[], elemType: number, label:
 }
 
 /** Opens an onnxruntime session on model bytes, with graph optimizations off so Conv+BN are not fused. */
-export async function openSession(bytes: Uint8Array, threads = 0, optimize = false): Promise<ort.InferenceSession> {
-  return ort.InferenceSession.create(bytes, {
+export async function openSession(bytes: Uint8Array, threads = 0, optimize = false): Promise<Ort.InferenceSession> {
+  return loadOrt().InferenceSession.create(bytes, {
     graphOptimizationLevel: optimize ? 'all' : 'disabled',
     intraOpNumThreads: threads,
     interOpNumThreads: 1,
@@ -100,6 +102,7 @@ export async function openSession(bytes: Uint8Array, threads = 0, optimize = fal
  * During the pass every BN normalizes with its batch's own statistics.
  */
 export async function collectStatistics(model: OnnxModel, bns: BnNode[], reader: SampleReader, options: PassOptions): Promise<PassResult> {
+  loadOrt(); // fail before any work when onnxruntime-node is missing
   const input = chooseInput(model, options.input);
   checkSampleShape(reader, input, model.file);
   const sizes = planBatches(reader.count, options);
@@ -108,7 +111,7 @@ export async function collectStatistics(model: OnnxModel, bns: BnNode[], reader:
       : `${reader.label}: no batch to run: ${reader.count} sample(s) with --batch-size ${options.batchSize} and --drop-last`);
   }
   const inst = instrument(model, bns, input.name);
-  let session: ort.InferenceSession;
+  let session: Ort.InferenceSession;
   try {
     session = await openSession(inst.bytes, options.threads);
   } catch (e) {
@@ -124,14 +127,14 @@ export async function collectStatistics(model: OnnxModel, bns: BnNode[], reader:
       const sampleSize = data.length / n;
       if (bad >= 0) throw new DataError(`${reader.label}: sample ${done + Math.floor(bad / sampleSize)} has a non-finite value (${data[bad]}); expected finite numbers`);
       const feeds = { [input.name]: feedTensor(data, [n, ...reader.sampleShape], input.elemType, reader.label) };
-      let out: ort.InferenceSession.OnnxValueMapType;
+      let out: Ort.InferenceSession.OnnxValueMapType;
       try {
         out = await session.run(feeds);
       } catch (e) {
         throw new ModelError(`${model.file}: onnxruntime failed on samples ${done}..${done + n - 1} (${(e as Error).message.split('\n')[0]})`);
       }
       inst.xOutputs.forEach((name, k) => {
-        const t = out[name] as ort.Tensor;
+        const t = out[name] as Ort.Tensor;
         const dims = t.dims as number[];
         const perChannel = dims.slice(2).reduce((a, b) => a * b, dims[0]);
         if (dims.length < 2 || dims[1] !== bns[k].channels) {

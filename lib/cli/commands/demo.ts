@@ -25,7 +25,10 @@ export function demoDir(from = __dirname): string {
   for (let dir = from; ; dir = path.dirname(dir)) {
     const candidate = path.join(dir, 'examples', 'digits');
     if (fs.existsSync(path.join(candidate, 'model.onnx'))) return candidate;
-    if (path.dirname(dir) === dir) throw new CliError('demo: examples/digits/model.onnx not found in the package', 1);
+    if (path.dirname(dir) === dir) {
+      throw new CliError('demo: its model and data (examples/digits) ship with the source repository, not the npm package; ' +
+        'clone the repository, then run npm ci && npm run demo');
+    }
   }
 }
 
