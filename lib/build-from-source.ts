@@ -3,7 +3,7 @@
 // the prebuilt binaries. Needs cmake and a C++17 compiler.
 import { spawnSync } from 'child_process';
 import * as path from 'path';
-import { packageRoot } from './native';
+import { packageRoot } from './addon-location';
 
 /**
  * Builds build/Release/rebatch.node in the installed package and returns the exit code.
