@@ -9,7 +9,6 @@ import { BnNode } from './batchnorm';
 import { instrument } from './graph-rewrite';
 import { DataType, ModelError, OnnxModel, ValueRef } from './model';
 import { PopulationAccumulator } from './population';
-import { numberToHalf } from './float16';
 
 /** How the data is cut into batches and fed. */
 export interface PassOptions {
@@ -75,17 +74,7 @@ function firstNonFinite(x: Float32Array): number {
   return -1;
 }
 
-function feedTensor(data: Float32Array, dims: number[], elemType: number, label: string): Ort.Tensor {
-  const ort = loadOrt();
-  if (elemType === DataType.FLOAT16) {
-    const bits = new Uint16Array(data.length);
-    for (let i = 0; i < data.length; i++) bits[i] = numberToHalf(data[i]);
-    return new ort.Tensor('float16', bits, dims);
-  }
-  if (elemType === DataType.DOUBLE) return new ort.Tensor('float64', Float64Array.from(data), dims);
-  if (elemType !== DataType.FLOAT && elemType !== 0) throw new DataError(`${label}: input of element type ${elemType} is not supported (float32, float16 or float64 expected)`);
-  return new ort.Tensor('float32', data, dims);
-}
+const FEEDABLE = [DataType.FLOAT, DataType.FLOAT16, DataType.DOUBLE, 0];
 
 /** Opens an onnxruntime session on model bytes, with graph optimizations off so Conv+BN are not fused. */
 export async function openSession(bytes: Uint8Array, threads = 0, optimize = false): Promise<Ort.InferenceSession> {
@@ -110,6 +99,9 @@ export async function collectStatistics(model: OnnxModel, bns: BnNode[], reader:
     throw new DataError(reader.count === 0 ? `${reader.label}: empty data (0 samples)`
       : `${reader.label}: no batch to run: ${reader.count} sample(s) with --batch-size ${options.batchSize} and --drop-last`);
   }
+  if (!FEEDABLE.includes(input.elemType)) {
+    throw new DataError(`${reader.label}: input '${input.name}' has element type ${input.elemType}; float32, float16 or float64 expected`);
+  }
   const inst = instrument(model, bns, input.name);
   let session: Ort.InferenceSession;
   try {
@@ -126,7 +118,7 @@ export async function collectStatistics(model: OnnxModel, bns: BnNode[], reader:
       const bad = firstNonFinite(data);
       const sampleSize = data.length / n;
       if (bad >= 0) throw new DataError(`${reader.label}: sample ${done + Math.floor(bad / sampleSize)} has a non-finite value (${data[bad]}); expected finite numbers`);
-      const feeds = { [input.name]: feedTensor(data, [n, ...reader.sampleShape], input.elemType, reader.label) };
+      const feeds = { [inst.feedName]: new (loadOrt().Tensor)('float32', data, [n, ...reader.sampleShape]) };
       let out: Ort.InferenceSession.OnnxValueMapType;
       try {
         out = await session.run(feeds);

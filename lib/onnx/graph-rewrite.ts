@@ -15,6 +15,8 @@ export interface Instrumented {
   xOutputs: string[];
   /** Graph inputs the instrumented model still needs. */
   inputs: string[];
+  /** The graph input to feed, always float32: the data input itself, or a float32 stand-in cast to its type. */
+  feedName: string;
 }
 
 const PREFIX = '__rebatch_';
@@ -125,17 +127,29 @@ export function instrument(model: OnnxModel, bns: BnNode[], input: string): Inst
     list.push(lenField(F.graph.node, it.bytes));
     bySlot.set(it.slot, list);
   });
+  // A float16 or float64 input is fed as float32 and cast inside the graph, so no
+  // float16 typed array crosses into onnxruntime (Node 26's Float16Array breaks it).
+  const fed = model.inputs.find((v) => v.name === input);
+  const castInput = fed !== undefined && fed.elemType !== DataType.FLOAT && fed.elemType !== 0;
+  const feedName = castInput ? `${PREFIX}input_f32` : input;
+  if (castInput) {
+    const cast = encodeNode({ opType: 'Cast', inputs: [feedName], outputs: [input], attributes: { to: { kind: 'int', value: fed.elemType } } });
+    const first = model.nodes[0].fieldIndex;
+    bySlot.set(first, [lenField(F.graph.node, cast), ...(bySlot.get(first) ?? [])]);
+  }
   for (const node of model.nodes) graph.replace.set(node.fieldIndex, concat(bySlot.get(node.fieldIndex) ?? []));
   for (const o of model.outputs) graph.replace.set(o.fieldIndex, new Uint8Array(0));
   for (const v of model.inputs) if (!needed.includes(v.name)) graph.replace.set(v.fieldIndex, new Uint8Array(0));
   // The pass feeds batches of its own size: a batch dim fixed at export (PyTorch's default
   // without dynamic_axes) becomes symbolic, and the optional value_info entries, which may
   // repeat the fixed size, are dropped.
-  const fed = model.inputs.find((v) => v.name === input);
-  if (fed?.shape && fed.shape.length > 0 && typeof fed.shape[0] === 'number') {
-    graph.replace.set(fed.fieldIndex, lenField(F.graph.input, encodeValueInfo(fed.name, fed.elemType, [`${PREFIX}N`, ...fed.shape.slice(1)])));
-    model.graphFields.forEach((f, i) => { if (f.num === F.graph.valueInfo) graph.replace.set(i, new Uint8Array(0)); });
+  const fedShape = fed?.shape ?? null;
+  const batchFixed = fedShape !== null && fedShape.length > 0 && typeof fedShape[0] === 'number';
+  if (fed && (batchFixed || castInput)) {
+    const shape = fedShape ? [batchFixed ? `${PREFIX}N` : fedShape[0], ...fedShape.slice(1)] : undefined;
+    graph.replace.set(fed.fieldIndex, lenField(F.graph.input, encodeValueInfo(feedName, castInput ? DataType.FLOAT : fed.elemType, shape)));
   }
+  if (batchFixed) model.graphFields.forEach((f, i) => { if (f.num === F.graph.valueInfo) graph.replace.set(i, new Uint8Array(0)); });
   const constants = [
     encodeTensor(`${PREFIX}ncs`, DataType.INT64, [3], [0, 0, -1]),
     encodeTensor(`${PREFIX}c1`, DataType.INT64, [2], [-1, 1]),
@@ -154,7 +168,7 @@ export function instrument(model: OnnxModel, bns: BnNode[], input: string): Inst
   for (const o of xOutputs) graph.append.push(lenField(F.graph.output, encodeValueInfo(o, DataType.FLOAT)));
   const edit = new MessageEdit();
   edit.children.set(model.graphIndex, graph);
-  return { bytes: applyEdit(buf, edit), xOutputs, inputs: needed };
+  return { bytes: applyEdit(buf, edit), xOutputs, inputs: needed, feedName };
 }
 
 /** Marks the items needed to compute `outputs`, walking the graph backwards. */
