@@ -103,16 +103,25 @@ const BATCHNORM_KEYS = ['layout', 'training', 'weight', 'bias', 'eps', 'mean', '
 // eps is accepted (and unused: invstd includes it) so one options object can serve forward and backward.
 const BACKWARD_KEYS = ['layout', 'training', 'weight', 'bias', 'eps', 'mean', 'invstd', 'groups', 'relu', 'out'] as const;
 
-function groupsOption(value: unknown): number {
-  return checkInteger(value, 'options.groups', 1, 1);
+/**
+ * The checks every op begins with, in this order (the first bad argument is
+ * the one reported): the tensor arguments, the options object and its keys,
+ * `options.training` (required where the op has it), `options.groups`, then x
+ * against its shape and layout.
+ */
+function checkOpArgs<O extends MomentsOptions & { training?: boolean }>(x: unknown, shapeOrOptions: unknown, maybeOptions: unknown,
+  keys: readonly string[]): { o: Partial<O>; training: boolean; groups: number; t: CheckedTensor } {
+  const [data, shape, rawOptions] = tensorArgs(x, shapeOrOptions, maybeOptions);
+  const o = checkObject<O>(rawOptions, 'options');
+  checkKeys(o, keys);
+  const training = keys.includes('training') ? checkBoolean(o.training, 'options.training') : false;
+  const groups = checkInteger(o.groups, 'options.groups', 1, 1);
+  const t = checkTensor(data, shape, checkLayout(o.layout), 'x', groups);
+  return { o, training, groups, t };
 }
 
 function planMoments(x: unknown, shapeOrOptions: unknown, maybeOptions: unknown): Plan<ChannelStats> {
-  const [data, shape, rawOptions] = tensorArgs(x, shapeOrOptions, maybeOptions);
-  const o = checkObject<MomentsOptions>(rawOptions, 'options');
-  checkKeys(o, MOMENTS_KEYS);
-  const groups = groupsOption(o.groups);
-  const t = checkTensor(data, shape, checkLayout(o.layout), 'x', groups);
+  const { groups, t } = checkOpArgs<MomentsOptions>(x, shapeOrOptions, maybeOptions, MOMENTS_KEYS);
   const mean = new Float64Array(groups * t.dims.c);
   const m2 = new Float64Array(groups * t.dims.c);
   const count = (t.dims.n / groups) * t.dims.spatial;
@@ -120,12 +129,7 @@ function planMoments(x: unknown, shapeOrOptions: unknown, maybeOptions: unknown)
 }
 
 function planBatchNorm(x: unknown, shapeOrOptions: unknown, maybeOptions: unknown): Plan<BatchNormResult> {
-  const [data, shape, rawOptions] = tensorArgs(x, shapeOrOptions, maybeOptions);
-  const o = checkObject<BatchNormOptions>(rawOptions, 'options');
-  checkKeys(o, BATCHNORM_KEYS);
-  const training = checkBoolean(o.training, 'options.training');
-  const groups = groupsOption(o.groups);
-  const t = checkTensor(data, shape, checkLayout(o.layout), 'x', groups);
+  const { o, training, groups, t } = checkOpArgs<BatchNormOptions>(x, shapeOrOptions, maybeOptions, BATCHNORM_KEYS);
   const c = t.dims.c;
   const weight = optionalFloat32Values(o.weight, 'options.weight', c);
   const bias = optionalFloat32Values(o.bias, 'options.bias', c);
@@ -162,12 +166,7 @@ function checkTrainingCount(t: CheckedTensor, groups: number): void {
 }
 
 function planBackward(dy: unknown, x: unknown, shapeOrOptions: unknown, maybeOptions: unknown): Plan<BatchNormGrads> {
-  const [data, shape, rawOptions] = tensorArgs(x, shapeOrOptions, maybeOptions);
-  const o = checkObject<BatchNormBackwardOptions>(rawOptions, 'options');
-  checkKeys(o, BACKWARD_KEYS);
-  const training = checkBoolean(o.training, 'options.training');
-  const groups = groupsOption(o.groups);
-  const t = checkTensor(data, shape, checkLayout(o.layout), 'x', groups);
+  const { o, training, groups, t } = checkOpArgs<BatchNormBackwardOptions>(x, shapeOrOptions, maybeOptions, BACKWARD_KEYS);
   const [dyData] = tensorArgs(dy, undefined, undefined, 'dy');
   const grad = checkSameShape(dyData, t, 'dy');
   const c = t.dims.c;

@@ -123,16 +123,20 @@ export class PopulationCollector {
     return this;
   }
 
-  beginForward(): void {
+  /** Starts a forward; returns its index (forwards completed so far). */
+  beginForward(): number {
     if (this.state !== 'collecting') throw new Error(`PopulationCollector.beginForward: expected a started collector between forwards, it is ${this.state}`);
     for (const e of this.entries) e.calledThisForward.clear();
     this.state = 'in-forward';
+    return this.forwards;
   }
 
-  endForward(): void {
+  /** Ends the forward in progress; returns the forwards completed. */
+  endForward(): number {
     if (this.state !== 'in-forward') throw new Error('PopulationCollector.endForward: no forward in progress');
     this.forwards += 1;
     this.state = 'collecting';
+    return this.forwards;
   }
 
   /** Ends collecting mode, writes the estimates (unless write is false) and reports. */
@@ -183,20 +187,23 @@ export class PopulationCollector {
   }
 }
 
-function checkForward(forward: unknown): (batch: unknown, index: number) => unknown {
-  if (typeof forward !== 'function') throw typeError('forward', 'a function (batch, index) => any that runs the model', forward);
-  return forward as (batch: unknown, index: number) => unknown;
-}
-
 function isThenable(value: unknown): value is PromiseLike<unknown> {
   return typeof value === 'object' && value !== null && typeof (value as PromiseLike<unknown>).then === 'function';
 }
 
-function maxBatchesOf(options: unknown): { max: number; rest: Omit<RecomputeOptions, 'maxBatches'> } {
+/**
+ * The argument checks the async and sync entry points share (all before any
+ * layer is touched), and a collector begun on the layers.
+ */
+function startRecompute<B>(layers: LayerTree, forward: unknown, batches: unknown, options: unknown, allowAsync: boolean):
+  { run: (batch: B, index: number) => unknown; max: number; collector: PopulationCollector } {
+  if (typeof forward !== 'function') throw typeError('forward', 'a function (batch, index) => any that runs the model', forward);
   const o = checkObject<RecomputeOptions>(options, 'options');
   checkKeys(o, ['estimator', 'maxBatches', 'write']);
   const { maxBatches, ...rest } = o;
-  return { max: maxBatches === undefined ? Infinity : checkInteger(maxBatches, 'options.maxBatches', undefined, 1), rest };
+  const max = maxBatches === undefined ? Infinity : checkInteger(maxBatches, 'options.maxBatches', undefined, 1);
+  checkIterable(batches, allowAsync);
+  return { run: forward as (batch: B, index: number) => unknown, max, collector: new PopulationCollector(layers, rest).begin() };
 }
 
 /**
@@ -217,20 +224,12 @@ function maxBatchesOf(options: unknown): { max: number; rest: Omit<RecomputeOpti
  */
 export async function recomputePopulationStats<B>(layers: LayerTree, forward: (batch: B, index: number) => unknown,
   batches: Iterable<B> | AsyncIterable<B>, options?: RecomputeOptions): Promise<PopulationReport> {
-  const run = checkForward(forward);
-  const { max, rest } = maxBatchesOf(options);
-  checkIterable(batches, true);
-  const collector = new PopulationCollector(layers, rest).begin();
+  const { run, max, collector } = startRecompute<B>(layers, forward, batches, options, true);
   try {
-    let index = 0;
-    if (max > 0) {
-      for await (const batch of batches as AsyncIterable<B>) {
-        collector.beginForward();
-        const r = run(batch, index);
-        if (isThenable(r)) await r;
-        collector.endForward();
-        if (++index >= max) break;
-      }
+    for await (const batch of batches as AsyncIterable<B>) {
+      const r = run(batch, collector.beginForward());
+      if (isThenable(r)) await r;
+      if (collector.endForward() >= max) break;
     }
   } catch (e) {
     collector.abort();
@@ -246,21 +245,13 @@ export async function recomputePopulationStats<B>(layers: LayerTree, forward: (b
  */
 export function recomputePopulationStatsSync<B>(layers: LayerTree, forward: (batch: B, index: number) => unknown,
   batches: Iterable<B>, options?: RecomputeOptions): PopulationReport {
-  const run = checkForward(forward);
-  const { max, rest } = maxBatchesOf(options);
-  checkIterable(batches, false);
-  const collector = new PopulationCollector(layers, rest).begin();
+  const { run, max, collector } = startRecompute<B>(layers, forward, batches, options, false);
   try {
-    let index = 0;
-    if (max > 0) {
-      for (const batch of batches) {
-        collector.beginForward();
-        if (isThenable(run(batch, index))) {
-          throw new TypeError('forward: expected a synchronous function, got one that returned a Promise; use recomputePopulationStats');
-        }
-        collector.endForward();
-        if (++index >= max) break;
+    for (const batch of batches) {
+      if (isThenable(run(batch, collector.beginForward()))) {
+        throw new TypeError('forward: expected a synchronous function, got one that returned a Promise; use recomputePopulationStats');
       }
+      if (collector.endForward() >= max) break;
     }
   } catch (e) {
     collector.abort();

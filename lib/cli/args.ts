@@ -3,7 +3,7 @@
 import { parseArgs } from 'util';
 import { CliError } from './errors';
 import { PassOptions } from '../onnx/calibrate';
-import { Estimator } from '../onnx/population';
+import { PopulationEstimatorKind } from '../population';
 
 type OptionSpec = { type: 'string' | 'boolean'; short?: string; multiple?: boolean };
 
@@ -58,7 +58,7 @@ export function requiredString(p: Parsed, name: string, command: string): string
 }
 
 /** The --estimator option. */
-export function estimatorOption(p: Parsed, fallback: Estimator = 'pooled'): Estimator {
+export function estimatorOption(p: Parsed, fallback: PopulationEstimatorKind = 'pooled'): PopulationEstimatorKind {
   const v = p.values.estimator;
   if (v === undefined) return fallback;
   if (v !== 'pooled' && v !== 'batch-average') throw new CliError(`--estimator: expected 'pooled' or 'batch-average', got '${v}'`);

@@ -112,12 +112,35 @@ function fortranToC(sampleShape: number[]): Int32Array {
   return map;
 }
 
-function describeHeader(h: NpyHeader): { count: number; sampleShape: number[]; sampleSize: number; item: number; notice: string | null } {
+/** The sample layout a header describes. */
+interface Samples { count: number; sampleShape: number[]; sampleSize: number; item: number; notice: string | null }
+
+function describeHeader(h: NpyHeader): Samples {
   const [count, ...sampleShape] = h.shape;
   const sampleSize = sampleShape.reduce((a, b) => a * b, 1);
   const item = ITEM_SIZE[h.kind];
   const names: Record<NpyKind, string> = { f2: 'float16', f4: 'float32', f8: 'float64', u1: 'uint8', i1: 'int8', i4: 'int32', i8: 'int64' };
   return { count, sampleShape, sampleSize, item, notice: h.kind === 'f4' ? null : `${names[h.kind]} data converted to float32` };
+}
+
+/**
+ * A SampleReader that walks `d`'s samples in order; the two sources (by offset
+ * and by stream) differ only in `readAt(i0, n)`, which reads samples i0..i0+n−1
+ * (n already clipped to the samples left).
+ */
+function sequentialReader(label: string, d: Samples, readAt: (i0: number, n: number) => Promise<Float32Array>,
+  close: () => Promise<void>): SampleReader {
+  let next = 0;
+  return {
+    label, count: d.count, sampleShape: d.sampleShape, notice: d.notice,
+    read(n: number): Promise<Float32Array> {
+      n = Math.min(n, d.count - next);
+      const i0 = next;
+      next += n;
+      return readAt(i0, n);
+    },
+    close,
+  };
 }
 
 /** Reads samples from a .npy at `region` (a file, or a stored .npz entry) by offset. */
@@ -137,27 +160,19 @@ export function npyFromRegion(region: FileRegion): SampleReader {
     throw new DataError(`${region.label}: truncated: the header promises ${d.count} samples but the file holds ${have}`);
   }
   const map = h.fortranOrder && d.sampleShape.length > 1 ? fortranToC(d.sampleShape) : null;
-  let next = 0;
-  return {
-    label: region.label, count: d.count, sampleShape: d.sampleShape, notice: d.notice,
-    async read(n: number): Promise<Float32Array> {
-      n = Math.min(n, d.count - next);
-      const i0 = next;
-      next += n;
-      if (!h.fortranOrder) return toFloat32(region.read(h.dataOffset + i0 * d.sampleSize * d.item, n * d.sampleSize * d.item), h);
-      // Fortran order: for each position within a sample, the samples are contiguous.
-      const out = new Float32Array(n * d.sampleSize);
-      const run = Buffer.alloc(n * d.item);
-      for (let p = 0; p < d.sampleSize; p++) {
-        region.readInto(run, h.dataOffset + (p * d.count + i0) * d.item);
-        const values = toFloat32(run, h);
-        const c = map ? map[p] : p;
-        for (let i = 0; i < n; i++) out[i * d.sampleSize + c] = values[i];
-      }
-      return out;
-    },
-    async close(): Promise<void> { /* the caller owns the descriptor */ },
-  };
+  return sequentialReader(region.label, d, async (i0, n) => {
+    if (!h.fortranOrder) return toFloat32(region.read(h.dataOffset + i0 * d.sampleSize * d.item, n * d.sampleSize * d.item), h);
+    // Fortran order: for each position within a sample, the samples are contiguous.
+    const out = new Float32Array(n * d.sampleSize);
+    const run = Buffer.alloc(n * d.item);
+    for (let p = 0; p < d.sampleSize; p++) {
+      region.readInto(run, h.dataOffset + (p * d.count + i0) * d.item);
+      const values = toFloat32(run, h);
+      const c = map ? map[p] : p;
+      for (let i = 0; i < n; i++) out[i * d.sampleSize + c] = values[i];
+    }
+    return out;
+  }, async () => { /* the caller owns the descriptor */ });
 }
 
 /**
@@ -176,7 +191,6 @@ export async function npyFromStream(stream: StreamBytes): Promise<SampleReader> 
   }
   const h = parsed;
   const d = describeHeader(h);
-  let next = 0;
   let whole: Float32Array | null = null;
   const readBytes = async (length: number): Promise<Buffer> => {
     const b = await stream.read(length);
@@ -186,23 +200,16 @@ export async function npyFromStream(stream: StreamBytes): Promise<SampleReader> 
     }
     return b;
   };
-  return {
-    label: stream.label, count: d.count, sampleShape: d.sampleShape, notice: d.notice,
-    async read(n: number): Promise<Float32Array> {
-      n = Math.min(n, d.count - next);
-      const i0 = next;
-      next += n;
-      if (!h.fortranOrder) return toFloat32(await readBytes(n * d.sampleSize * d.item), h);
-      if (!whole) {
-        const f = toFloat32(await readBytes(d.count * d.sampleSize * d.item), h);
-        const map = fortranToC(d.sampleShape);
-        whole = new Float32Array(f.length);
-        for (let p = 0; p < d.sampleSize; p++) {
-          for (let i = 0; i < d.count; i++) whole[i * d.sampleSize + map[p]] = f[p * d.count + i];
-        }
+  return sequentialReader(stream.label, d, async (i0, n) => {
+    if (!h.fortranOrder) return toFloat32(await readBytes(n * d.sampleSize * d.item), h);
+    if (!whole) {
+      const f = toFloat32(await readBytes(d.count * d.sampleSize * d.item), h);
+      const map = fortranToC(d.sampleShape);
+      whole = new Float32Array(f.length);
+      for (let p = 0; p < d.sampleSize; p++) {
+        for (let i = 0; i < d.count; i++) whole[i * d.sampleSize + map[p]] = f[p * d.count + i];
       }
-      return whole.slice(i0 * d.sampleSize, (i0 + n) * d.sampleSize);
-    },
-    close: () => stream.close(),
-  };
+    }
+    return whole.slice(i0 * d.sampleSize, (i0 + n) * d.sampleSize);
+  }, () => stream.close());
 }

@@ -1,12 +1,10 @@
 // BatchNorm with PyTorch's semantics (torch.nn.BatchNorm1d/2d/3d in one
 // class: any number of spatial dims), plus the Keras / ONNX running-statistics
 // convention and batch statistics at inference.
-import type { Layout, TensorLike } from '../tensor';
+import type { Layout } from '../tensor';
 import { checkInteger, checkKeys, checkNumber, checkObject } from '../validate';
-import {
-  affineState, BATCHNORM_OPTION_KEYS, BatchNormBase, BatchNormLayerOptions, loadSingleSetState, newRunningSet, RunningSet, runningState,
-} from './batch-norm-base';
-import type { LayerState, LayerStateInput } from './layer';
+import { BATCHNORM_OPTION_KEYS, BatchNormLayerOptions } from './batch-norm-base';
+import { SingleSetBatchNorm } from './single-set';
 
 /**
  * Batch normalization with PyTorch's conventions (DESIGN.md §2).
@@ -26,12 +24,9 @@ import type { LayerState, LayerStateInput } from './layer';
  * const yEval = bn.forward(x, [8, 16, 32, 32]);        // running statistics
  * bn.evalStats = 'batch'; bn.evalGroupSize = 4;        // or: statistics of groups of 4 inference samples
  */
-export class BatchNorm extends BatchNormBase {
-  protected stats: RunningSet | null;
-
+export class BatchNorm extends SingleSetBatchNorm {
   constructor(numFeatures: number, options?: BatchNormLayerOptions) {
     super(numFeatures, options, BATCHNORM_OPTION_KEYS, new.target.name);
-    this.stats = this.trackRunningStats ? newRunningSet(this.numFeatures) : null;
   }
 
   /**
@@ -64,16 +59,6 @@ export class BatchNorm extends BatchNormBase {
     return new BatchNorm(numFeatures, { momentum: 1 - decay, eps: checkNumber(o.epsilon, 'options.epsilon', 1e-5, 0), layout: o.layout, convention: 'keras' });
   }
 
-  /** Running mean (PyTorch's `running_mean`), or null with trackRunningStats false. Update it in place. */
-  get runningMean(): Float32Array | null {
-    return this.stats?.mean ?? null;
-  }
-
-  /** Running variance (`running_var`), or null with trackRunningStats false. */
-  get runningVar(): Float32Array | null {
-    return this.stats?.var ?? null;
-  }
-
   /** Training forwards seen (`num_batches_tracked`); 0 with trackRunningStats false. */
   get numBatchesTracked(): number {
     return this.stats?.numBatchesTracked ?? 0;
@@ -82,16 +67,6 @@ export class BatchNorm extends BatchNormBase {
   set numBatchesTracked(value: number) {
     const n = checkInteger(value, 'numBatchesTracked', undefined, 0);
     if (this.stats) this.stats.numBatchesTracked = n;
-  }
-
-  /**
-   * Normalizes x (`[N, C, ...spatial]`, or channels last with layout 'NHWC').
-   * Keeps x for the backward: do not modify it before calling backward.
-   */
-  forward(x: Float32Array, shape: readonly number[]): Float32Array;
-  forward(x: TensorLike): Float32Array;
-  forward(x: unknown, shape?: unknown): Float32Array {
-    return this.forwardWith(x, shape, this.stats, '');
   }
 
   /** running_mean ← 0, running_var ← 1, num_batches_tracked ← 0. */
@@ -104,22 +79,5 @@ export class BatchNorm extends BatchNormBase {
 
   statisticsKeys(): string[] {
     return this.stats ? [''] : [];
-  }
-
-  protected runningSet(key: string): RunningSet | null {
-    return key === '' ? this.stats : null;
-  }
-
-  /**
-   * `{ weight, bias, running_mean, running_var, num_batches_tracked }` as in
-   * PyTorch's state_dict (entries absent without affine / running statistics).
-   */
-  state(): LayerState {
-    return { ...affineState(this), ...(this.stats ? runningState(this.stats) : {}) };
-  }
-
-  /** Loads a state from `state()` or PyTorch's state_dict of the same BatchNorm; strict. */
-  loadState(state: LayerStateInput): void {
-    loadSingleSetState(this, this.stats, state);
   }
 }

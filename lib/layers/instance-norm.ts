@@ -1,13 +1,11 @@
 // InstanceNorm: per-(sample, channel) statistics — BatchNorm with ghost
 // batches of one sample, on the same kernels.
 import { ChannelStats } from '../stats';
-import type { Layout, TensorLike } from '../tensor';
+import type { Layout } from '../tensor';
 import { checkKeys, checkNumber, checkObject } from '../validate';
-import {
-  affineState, BatchNormBase, loadSingleSetState, newRunningSet, RunningSet, runningState,
-} from './batch-norm-base';
-import type { LayerState, LayerStateInput } from './layer';
+import type { RunningSet } from './batch-norm-base';
 import type { Segment } from './segments';
+import { SingleSetBatchNorm } from './single-set';
 
 export interface InstanceNormOptions {
   /** Added to the variance; default 1e-5. */
@@ -34,30 +32,13 @@ export interface InstanceNormOptions {
  * const y = inorm.forward(x, [8, 64, 32, 32]);
  * const dx = inorm.backward(dy);
  */
-export class InstanceNorm extends BatchNormBase {
-  private readonly stats: RunningSet | null;
-
+export class InstanceNorm extends SingleSetBatchNorm {
   constructor(numFeatures: number, options?: InstanceNormOptions) {
     const o = checkObject<InstanceNormOptions>(options, 'options');
     checkKeys(o, ['eps', 'momentum', 'affine', 'trackRunningStats', 'layout']);
     if (o.momentum !== undefined) checkNumber(o.momentum, 'options.momentum', undefined, 0, 1);
     super(numFeatures, { affine: false, trackRunningStats: false, ...o }, ['eps', 'momentum', 'affine', 'trackRunningStats', 'layout'], 'InstanceNorm');
-    this.stats = this.trackRunningStats ? newRunningSet(this.numFeatures) : null;
     this.evalGroupSize = 1; // without running statistics, eval mode uses each instance's own
-  }
-
-  get runningMean(): Float32Array | null {
-    return this.stats?.mean ?? null;
-  }
-
-  get runningVar(): Float32Array | null {
-    return this.stats?.var ?? null;
-  }
-
-  forward(x: Float32Array, shape: readonly number[]): Float32Array;
-  forward(x: TensorLike): Float32Array;
-  forward(x: unknown, shape?: unknown): Float32Array {
-    return this.forwardWith(x, shape, this.stats, '');
   }
 
   protected override trainingSegments(n: number): Segment[] {
@@ -85,17 +66,5 @@ export class InstanceNorm extends BatchNormBase {
   /** Not a population-statistics target: its statistics are per instance. */
   statisticsKeys(): string[] {
     return [];
-  }
-
-  protected runningSet(key: string): RunningSet | null {
-    return key === '' ? this.stats : null;
-  }
-
-  state(): LayerState {
-    return { ...affineState(this), ...(this.stats ? runningState(this.stats) : {}) };
-  }
-
-  loadState(state: LayerStateInput): void {
-    loadSingleSetState(this, this.stats, state);
   }
 }

@@ -1,6 +1,7 @@
 // The statistics pass: runs the instrumented model (every BN in training mode,
 // every BN input exposed) batch by batch with onnxruntime, and accumulates
-// each BN input's per-batch moments, computed by rebatch's kernels.
+// each BN input's per-batch moments, computed by rebatch's kernels, in one
+// PopulationEstimator per BN node (the same one the layers' PreciseBN uses).
 import type * as Ort from 'onnxruntime-node';
 import { loadOrt } from './ort';
 import { moments } from '../functional';
@@ -8,7 +9,7 @@ import { DataError, SampleReader } from '../data/open';
 import { BnNode } from './batchnorm';
 import { instrument } from './graph-rewrite';
 import { DataType, ModelError, OnnxModel, ValueRef } from './model';
-import { PopulationAccumulator } from './population';
+import { PopulationEstimator, PopulationEstimatorKind } from '../population';
 
 /** How the data is cut into batches and fed. */
 export interface PassOptions {
@@ -19,15 +20,20 @@ export interface PassOptions {
   maxSamples?: number;
   /** Leave out a last batch smaller than batchSize. */
   dropLast?: boolean;
+  /**
+   * The estimator the per-node statistics finalize with (default 'pooled'). Both estimators'
+   * sums are kept either way; this is what `rebatch stats` records for `merge`.
+   */
+  estimator?: PopulationEstimatorKind;
   /** onnxruntime intra-op threads (0: its default). */
   threads?: number;
   /** Called after each batch with samples done and samples planned. */
   onProgress?: (done: number, total: number) => void;
 }
 
-/** The result of a pass: one accumulator per BN node, in the order given. */
+/** The result of a pass: the statistics of each BN node's input, in the order given. */
 export interface PassResult {
-  accumulators: PopulationAccumulator[];
+  populations: PopulationEstimator[];
   samples: number;
   batches: number;
   input: string;
@@ -109,7 +115,7 @@ export async function collectStatistics(model: OnnxModel, bns: BnNode[], reader:
   } catch (e) {
     throw new ModelError(`${model.file}: onnxruntime cannot load the model (${(e as Error).message.split('\n')[0]})`);
   }
-  const accumulators = bns.map((bn) => new PopulationAccumulator(bn.channels));
+  const populations = bns.map(() => new PopulationEstimator({ estimator: options.estimator }));
   const total = sizes.reduce((a, b) => a + b, 0);
   let done = 0;
   try {
@@ -136,7 +142,7 @@ export async function collectStatistics(model: OnnxModel, bns: BnNode[], reader:
           throw new DataError(`${reader.label}: node ${bns[k].label}: a batch of ${n} sample(s) gives 1 value per channel, and training-mode BN needs more ` +
             '(as PyTorch: "Expected more than 1 value per channel when training"); use --drop-last or another --batch-size');
         }
-        accumulators[k].add(moments(t.data as Float32Array, dims), n);
+        populations[k].add(moments(t.data as Float32Array, dims));
       });
       done += n;
       options.onProgress?.(done, total);
@@ -144,5 +150,5 @@ export async function collectStatistics(model: OnnxModel, bns: BnNode[], reader:
   } finally {
     await session.release();
   }
-  return { accumulators, samples: done, batches: sizes.length, input: input.name };
+  return { populations, samples: done, batches: sizes.length, input: input.name };
 }

@@ -7,7 +7,7 @@ import { openData } from '../data/open';
 import { BnNode, findBatchNorms, foldedMessage } from './batchnorm';
 import { collectStatistics, PassOptions, PassResult } from './calibrate';
 import { ModelError, OnnxModel, parseModel, readModel } from './model';
-import { Estimator, PopulationAccumulator } from './population';
+import { PopulationEstimator } from '../population';
 import { TensorUpdate, updateTensors } from './update';
 import { writeFileAtomic } from './atomic';
 
@@ -34,12 +34,12 @@ export async function passOverData(model: OnnxModel, bns: BnNode[], dataSpec: st
   }
 }
 
-/** The model bytes with each BN's mean and variance replaced by its estimate. */
-export function withPopulationStats(model: OnnxModel, bns: BnNode[], accs: PopulationAccumulator[], estimator: Estimator): Uint8Array {
+/** The model bytes with each BN's mean and variance replaced by its population estimate. */
+export function withPopulationStats(model: OnnxModel, bns: BnNode[], populations: PopulationEstimator[]): Uint8Array {
   const updates: TensorUpdate[] = [];
   bns.forEach((bn, k) => {
-    const est = accs[k].estimate(estimator);
-    updates.push({ tensor: bn.mean.tensor, values: est.mean }, { tensor: bn.variance.tensor, values: est.variance });
+    const est = populations[k].finalize();
+    updates.push({ tensor: bn.mean.tensor, values: est.mean }, { tensor: bn.variance.tensor, values: est.var });
   });
   return updateTensors(model, updates);
 }

@@ -2,7 +2,7 @@
 // far apart they are.
 import { BnNode, storedStats } from './batchnorm';
 import { OnnxModel } from './model';
-import { Estimator, PopulationAccumulator } from './population';
+import { PopulationEstimator } from '../population';
 
 /** One BN layer's result, as `--stats-out` writes it. */
 export interface LayerReport {
@@ -46,21 +46,21 @@ export function driftOf(storedMean: ArrayLike<number>, storedVar: ArrayLike<numb
   return { drift: drift / c, meanShift: Math.sqrt(shift2 / c), stdRatio: Math.exp(logRatio / c) };
 }
 
-/** The report of every layer, from the pass's accumulators. */
-export function layerReports(model: OnnxModel, bns: BnNode[], accs: PopulationAccumulator[], estimator: Estimator): LayerReport[] {
+/** The report of every layer, from the pass's statistics over `samples` samples. */
+export function layerReports(model: OnnxModel, bns: BnNode[], populations: PopulationEstimator[], samples: number): LayerReport[] {
   return bns.map((bn, k) => {
     const stored = storedStats(model, bn);
-    const est = accs[k].estimate(estimator);
+    const est = populations[k].finalize();
     return {
       name: bn.label,
       channels: bn.channels,
       eps: Number(bn.eps.toPrecision(7)),
-      samples: accs[k].samples,
-      elements: accs[k].pooled?.count ?? 0,
-      batches: accs[k].batches,
+      samples,
+      elements: est.count,
+      batches: est.batches,
       stored: { mean: Array.from(stored.mean), var: Array.from(stored.variance) },
-      new: { mean: Array.from(est.mean), var: Array.from(est.variance) },
-      ...driftOf(stored.mean, stored.variance, est.mean, est.variance, bn.eps),
+      new: { mean: Array.from(est.mean), var: Array.from(est.var) },
+      ...driftOf(stored.mean, stored.variance, est.mean, est.var, bn.eps),
     };
   });
 }

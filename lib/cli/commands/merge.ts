@@ -6,9 +6,9 @@ import { CliError } from '../errors';
 import { driftTable } from '../format';
 import { Io } from '../io';
 import { loadBatchNormModel, withPopulationStats, writeModel } from '../../onnx/recompute';
-import { mergePartials, PartialStats } from '../../onnx/partial';
+import { checkPartial, mergePartials } from '../../onnx/partial';
 import { layerReports } from '../../onnx/report';
-import { Estimator } from '../../onnx/population';
+import { PopulationEstimatorKind } from '../../population';
 import { writeFileAtomic } from '../../onnx/atomic';
 
 /** The help text of `rebatch merge`. */
@@ -27,30 +27,32 @@ export async function run(args: string[], io: Io): Promise<number> {
   if (typeof p.values.out !== 'string') throw new CliError('rebatch merge: --out OUT.onnx is required');
   const parts = p.positionals.map((file) => {
     let text: string;
+    let json: unknown;
     try {
       text = fs.readFileSync(file, 'utf8');
     } catch (e) {
       throw new CliError(`${file}: cannot read (${(e as NodeJS.ErrnoException).code})`);
     }
     try {
-      return { file, json: JSON.parse(text) as unknown };
+      json = JSON.parse(text) as unknown;
     } catch (e) {
       throw new CliError(`${file}: not JSON (${(e as Error).message})`);
     }
+    // Format and version first, so an old or foreign file is named as such.
+    return { file, json: checkPartial(file, json) };
   });
-  const recorded = new Set(parts.map((x) => (x.json as Partial<PartialStats>).estimator));
-  let estimator: Estimator;
+  const recorded = new Set(parts.map((x) => x.json.estimator));
+  let estimator: PopulationEstimatorKind;
   if (p.values.estimator !== undefined) estimator = estimatorOption(p);
-  else if (recorded.size === 1 && (recorded.has('pooled') || recorded.has('batch-average'))) estimator = [...recorded][0] as Estimator;
+  else if (recorded.size === 1 && (recorded.has('pooled') || recorded.has('batch-average'))) estimator = [...recorded][0];
   else throw new CliError(`rebatch merge: the parts recorded different estimators (${[...recorded].join(', ')}); choose one with --estimator`);
-  const batchSizes = new Set(parts.map((x) => (x.json as Partial<PartialStats>).batchSize));
+  const batchSizes = new Set(parts.map((x) => x.json.batchSize));
   if (batchSizes.size > 1) io.err(`note: the parts used different batch sizes (${[...batchSizes].join(', ')}); one recompute would use one\n`);
   const { model, bns } = loadBatchNormModel(p.values.model);
-  const accs = mergePartials(model, bns, parts);
-  const layers = layerReports(model, bns, accs, estimator);
-  writeModel(model, withPopulationStats(model, bns, accs, estimator), p.values.out);
-  const samples = accs[0].samples;
-  const batches = accs[0].batches;
+  const { populations, samples } = mergePartials(model, bns, parts, estimator);
+  const layers = layerReports(model, bns, populations, samples);
+  writeModel(model, withPopulationStats(model, bns, populations), p.values.out);
+  const batches = populations[0].batches;
   const statsOut = typeof p.values['stats-out'] === 'string' ? p.values['stats-out'] : null;
   if (statsOut) {
     writeFileAtomic(statsOut, Buffer.from(JSON.stringify({ rebatch: 'statistics', version: 1, model: p.values.model, output: p.values.out, parts: p.positionals, estimator, samples, batches, layers }, null, 1)));

@@ -10,7 +10,7 @@ import { Progress } from '../progress';
 import { defaultOutput, loadBatchNormModel, passOverData, withPopulationStats, writeModel } from '../../onnx/recompute';
 import { layerReports, LayerReport } from '../../onnx/report';
 import { writeFileAtomic } from '../../onnx/atomic';
-import { Estimator } from '../../onnx/population';
+import { PopulationEstimatorKind } from '../../population';
 import { PassOptions } from '../../onnx/calibrate';
 
 /** The help text of `rebatch recompute`. */
@@ -40,7 +40,7 @@ export interface RecomputeResult {
   output: string;
   data: string;
   input: string;
-  estimator: Estimator;
+  estimator: PopulationEstimatorKind;
   batchSize: number;
   samples: number;
   batches: number;
@@ -52,15 +52,15 @@ export interface RecomputeResult {
  * Recomputes and writes the model; returns the result and the full layer reports.
  * Shared by the command and the demo.
  */
-export async function recompute(modelFile: string, dataSpec: string, pass: PassOptions, estimator: Estimator,
+export async function recompute(modelFile: string, dataSpec: string, pass: PassOptions, estimator: PopulationEstimatorKind,
   out: string, io: Io, quiet = false): Promise<{ result: RecomputeResult; layers: LayerReport[] }> {
   const { model, bns } = loadBatchNormModel(modelFile);
   const progress = new Progress(io, 'recompute', !quiet && io.stderrIsTTY);
-  const r = await passOverData(model, bns, dataSpec, { ...pass, onProgress: (d, t) => progress.update(d, t) }, (note) => {
+  const r = await passOverData(model, bns, dataSpec, { ...pass, estimator, onProgress: (d, t) => progress.update(d, t) }, (note) => {
     if (!quiet) io.err(`note: ${note}\n`);
   }).finally(() => progress.done());
-  const layers = layerReports(model, bns, r.accumulators, estimator);
-  writeModel(model, withPopulationStats(model, bns, r.accumulators, estimator), out);
+  const layers = layerReports(model, bns, r.populations, r.samples);
+  writeModel(model, withPopulationStats(model, bns, r.populations), out);
   return {
     layers,
     result: {

@@ -13,7 +13,7 @@ import { writeFileAtomic } from '../../onnx/atomic';
 export const usage = `rebatch stats MODEL.onnx --data FILE [data options] --stats-out PART.json
 
 Runs the statistics pass of \`rebatch recompute\` over one shard of the calibration data and
-saves the per-layer accumulators. \`rebatch merge PART.json... --model MODEL.onnx --out OUT.onnx\`
+saves the per-layer statistics. \`rebatch merge PART.json... --model MODEL.onnx --out OUT.onnx\`
 then writes the model that one recompute over all shards (concatenated in the order given)
 would write. Split the data at multiples of --batch-size.
 
@@ -34,9 +34,9 @@ export async function run(args: string[], io: Io): Promise<number> {
   const pass = passOptions(p);
   const { model, bns } = loadBatchNormModel(modelFile);
   const progress = new Progress(io, 'stats', p.values.json !== true && io.stderrIsTTY);
-  const r = await passOverData(model, bns, dataSpec, { ...pass, onProgress: (d, t) => progress.update(d, t) },
+  const r = await passOverData(model, bns, dataSpec, { ...pass, estimator, onProgress: (d, t) => progress.update(d, t) },
     (note) => io.err(`note: ${note}\n`)).finally(() => progress.done());
-  const part = partialStats(model, bns, r.accumulators, {
+  const part = partialStats(model, bns, r.populations, {
     data: dataSpec, input: r.input, batchSize: pass.batchSize, estimator, samples: r.samples, batches: r.batches,
   });
   writeFileAtomic(statsOut, Buffer.from(JSON.stringify(part)));
