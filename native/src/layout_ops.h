@@ -27,6 +27,26 @@ struct BackwardParams {
 
 // Below this many elements an op runs on the calling thread.
 constexpr std::size_t kParallelMinElements = 1 << 15;
+// Floats per unit of work when a tensor is walked in memory order.
+constexpr std::size_t kUnitFloats = 1 << 14;
+// Asks for the cache lines of p[0, n) ahead of use (a hint; no-op where unsupported).
+inline void prefetchSpan(const float* p, std::size_t n) {
+#if defined(__GNUC__)
+  for (std::size_t i = 0; i < n; i += 16) __builtin_prefetch(p + i);
+#else
+  (void)p, (void)n;
+#endif
+}
+
+// Whether an op touching this many bytes (inputs and output) writes its output
+// with non-temporal stores: only for tensors too large for the output to stay
+// in cache anyway, where skipping the read-for-ownership of every output line
+// saves a third of the traffic. (Caches sizes reported inside VMs are not
+// trustworthy, hence a fixed threshold; REBATCH_STREAM_MIN_BYTES overrides it.)
+bool streamOutput(std::size_t bytesTouched);
+
+// Target floats per unit of the NCHW reductions (whole sample-blocks).
+constexpr std::size_t kReduceUnitFloats = 1 << 18;
 
 namespace nchw {
 void moments(const KernelTable& k, const float* x, const TensorDims& d, double* mean, double* m2);

@@ -22,7 +22,7 @@ struct Unit {
 
 std::vector<Unit> unitsOf(const TensorDims& d) {
   const std::size_t block = rowsPerBlock(d.c);
-  const std::size_t unitFloats = std::max<std::size_t>(std::size_t(1) << 14, 64 * d.c);
+  const std::size_t unitFloats = std::max<std::size_t>(kReduceUnitFloats, 4 * block * d.c);
   const std::size_t unitRows = block * std::max<std::size_t>(1, unitFloats / (block * d.c));
   std::vector<Unit> units;
   for (std::size_t g = 0; g < d.groups(); ++g) {
@@ -48,21 +48,37 @@ void forEachBlock(const Unit& u, std::size_t channels, F&& f) {
   for (std::size_t r = 0; r < u.rows; r += block) f(u.firstRow + r, std::min(block, u.rows - r));
 }
 
+// Repeats v (length c) with period c over c + kRowsPad entries.
+void padPeriodic(const float* v, std::size_t c, float* out) {
+  for (std::size_t i = 0; i < c + kRowsPad; ++i) out[i] = v[i % c];
+}
+
 // Float32 per-(group, channel) affine arrays for the row kernels.
 struct AffineArrays {
-  std::vector<float> meanHi, meanLo, scale, shift;
-  AffineArrays(const ForwardParams& p, const TensorDims& d) {
-    const std::size_t n = d.groups() * d.c;
+  std::size_t c;
+  std::vector<float> meanHi, meanLo, scale, shift;  // groups * c
+  std::vector<float> hiP, scaleP, shiftP;          // groups * (c + kRowsPad)
+  AffineArrays(const ForwardParams& p, const TensorDims& d) : c(d.c) {
+    const std::size_t n = d.groups() * c, np = d.groups() * (c + kRowsPad);
     meanHi.resize(n), meanLo.resize(n), scale.resize(n), shift.resize(n);
-    for (std::size_t g = 0; g < d.groups(); ++g)
-      for (std::size_t c = 0; c < d.c; ++c) {
-        const ChannelAffine a = affineOf(p, g, c, d.c);
-        const std::size_t i = g * d.c + c;
+    hiP.resize(np), scaleP.resize(np), shiftP.resize(np);
+    std::vector<float> folded(c);
+    for (std::size_t g = 0; g < d.groups(); ++g) {
+      for (std::size_t ch = 0; ch < c; ++ch) {
+        const ChannelAffine a = affineOf(p, g, ch, c);
+        const std::size_t i = g * c + ch;
         meanHi[i] = a.meanHi, meanLo[i] = a.meanLo, scale[i] = a.scale, shift[i] = a.shift;
+        folded[ch] = float(double(a.shift) - double(a.meanLo) * double(a.scale));
       }
+      const std::size_t o = g * (c + kRowsPad);
+      padPeriodic(&meanHi[g * c], c, &hiP[o]);
+      padPeriodic(&scale[g * c], c, &scaleP[o]);
+      padPeriodic(folded.data(), c, &shiftP[o]);
+    }
   }
-  RowsAffine group(std::size_t g, std::size_t c) const {
-    return {&meanHi[g * c], &meanLo[g * c], &scale[g * c], &shift[g * c]};
+  RowsAffine group(std::size_t g) const {
+    const std::size_t o = g * (c + kRowsPad);
+    return {&meanHi[g * c], &meanLo[g * c], &scale[g * c], &shift[g * c], &hiP[o], &scaleP[o], &shiftP[o]};
   }
 };
 
@@ -71,16 +87,14 @@ struct AffineArrays {
 void moments(const KernelTable& k, const float* x, const TensorDims& d, double* mean, double* m2) {
   const std::size_t C = d.c;
   const std::vector<Unit> units = unitsOf(d);
-  std::vector<double> unitMean(units.size() * C), unitM2(units.size() * C);
+  std::vector<double> unitMean(units.size() * C, 0.0), unitM2(units.size() * C, 0.0);
   forEachUnit(d, units, [&](std::size_t u) {
     std::vector<float> scratch(4 * C);
-    std::vector<double> blockMean(C), blockM2(C);
     double* um = &unitMean[u * C];
     double* u2 = &unitM2[u * C];
     double count = 0;
     forEachBlock(units[u], C, [&](std::size_t row, std::size_t rows) {
-      k.rowsMoments(x + row * C, rows, C, scratch.data(), blockMean.data(), blockM2.data());
-      mergeMomentsArrays(C, count, um, u2, double(rows), blockMean.data(), blockM2.data(), um, u2);
+      k.rowsMoments(x + row * C, rows, C, scratch.data(), count, um, u2);
       count += double(rows);
     });
   });
@@ -93,13 +107,16 @@ void moments(const KernelTable& k, const float* x, const TensorDims& d, double* 
   }
 }
 
+// Units run last to first: right after the statistics pass the end of x is
+// the part still in cache.
 void withStats(const KernelTable& k, const float* x, float* y, const TensorDims& d, ForwardParams p) {
   const AffineArrays affine(p, d);
   const std::vector<Unit> units = unitsOf(d);
-  forEachUnit(d, units, [&](std::size_t u) {
-    const Unit& t = units[u];
-    k.rowsNormalize(x + t.firstRow * d.c, y + t.firstRow * d.c, t.rows, d.c, affine.group(t.group, d.c),
-                    p.relu);
+  const bool stream = streamOutput(d.elements() * 2 * sizeof(float));
+  forEachUnit(d, units, [&](std::size_t i) {
+    const Unit& t = units[units.size() - 1 - i];
+    k.rowsNormalize(x + t.firstRow * d.c, y + t.firstRow * d.c, t.rows, d.c, affine.group(t.group), p.relu, stream);
+    if (stream) k.fence();
   });
 }
 
@@ -111,7 +128,7 @@ void backward(const KernelTable& k, const float* dy, const float* x, float* dx, 
   std::vector<double> unitDy(units.size() * C, 0.0), unitDyXc(units.size() * C, 0.0);
   forEachUnit(d, units, [&](std::size_t u) {
     std::vector<float> scratch(2 * C);
-    const RowsAffine a = affine.group(units[u].group, C);
+    const RowsAffine a = affine.group(units[u].group);
     forEachBlock(units[u], C, [&](std::size_t row, std::size_t rows) {
       k.rowsGradSums(dy + row * C, x + row * C, rows, C, a, p.fwd.relu, scratch.data(), &unitDy[u * C],
                      &unitDyXc[u * C]);
@@ -126,17 +143,26 @@ void backward(const KernelTable& k, const float* dy, const float* x, float* dx, 
     }
   reduceAffineGrads(p, d.groups(), C, sums);
   if (!dx) return;
-  std::vector<float> ga(sums.size()), gb(sums.size()), gc(sums.size());
-  for (std::size_t g = 0; g < d.groups(); ++g)
+  const std::size_t n = sums.size(), np = d.groups() * (C + kRowsPad);
+  std::vector<float> ga(n), gb(n), gc(n), gaP(np), gbP(np), gcP(np), folded(C);
+  for (std::size_t g = 0; g < d.groups(); ++g) {
     for (std::size_t c = 0; c < C; ++c) {
       const ChannelGrad q = gradOf(p, g, c, C, sums[g * C + c], double(d.groupSamples(g) * d.spatial));
       ga[g * C + c] = q.a, gb[g * C + c] = q.b, gc[g * C + c] = q.c;
+      folded[c] = float(double(q.c) - double(q.b) * double(affine.meanLo[g * C + c]));
     }
-  forEachUnit(d, units, [&](std::size_t u) {
-    const Unit& t = units[u];
-    const std::size_t o = t.group * C;
-    k.rowsGradApply(dy + t.firstRow * C, x + t.firstRow * C, dx + t.firstRow * C, t.rows, C,
-                    affine.group(t.group, C), {&ga[o], &gb[o], &gc[o]}, p.fwd.relu);
+    const std::size_t o = g * (C + kRowsPad);
+    padPeriodic(&ga[g * C], C, &gaP[o]);
+    padPeriodic(&gb[g * C], C, &gbP[o]);
+    padPeriodic(folded.data(), C, &gcP[o]);
+  }
+  const bool stream = streamOutput(d.elements() * 3 * sizeof(float));
+  forEachUnit(d, units, [&](std::size_t i) {
+    const Unit& t = units[units.size() - 1 - i];
+    const std::size_t o = t.group * C, oP = t.group * (C + kRowsPad);
+    k.rowsGradApply(dy + t.firstRow * C, x + t.firstRow * C, dx + t.firstRow * C, t.rows, C, affine.group(t.group),
+                    {&ga[o], &gb[o], &gc[o], &gaP[oP], &gbP[oP], &gcP[oP]}, p.fwd.relu, stream);
+    if (stream) k.fence();
   });
 }
 
