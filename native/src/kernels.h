@@ -97,6 +97,11 @@ struct KernelTable {
                         std::size_t c, RowsAffine p, RowsGrad g, bool relu, bool stream);
   // Orders this thread's non-temporal stores before what follows (no-op without them).
   void (*fence)();
+
+  // --- Memory-bandwidth probes (benchmarks): the simplest loops over n floats. ---
+  double (*probeRead)(const float* x, std::size_t n);  // a checksum, so the reads happen
+  void (*probeCopy)(const float* x, float* y, std::size_t n, bool stream);
+  void (*probeTriad)(const float* a, const float* b, float* out, std::size_t n, bool stream);  // out = a + b
 };
 
 namespace scalar { const KernelTable& table(); }

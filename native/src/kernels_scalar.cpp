@@ -115,12 +115,27 @@ void rowsGradApply(const float* dy, const float* x, float* dx, std::size_t rows,
 
 void fence() {}
 
+double probeRead(const float* x, std::size_t n) {
+  double s = 0;
+  for (std::size_t i = 0; i < n; ++i) s += x[i];
+  return s;
+}
+
+void probeCopy(const float* x, float* y, std::size_t n, bool) {
+  for (std::size_t i = 0; i < n; ++i) y[i] = x[i];
+}
+
+void probeTriad(const float* a, const float* b, float* out, std::size_t n, bool) {
+  for (std::size_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
+}
+
 }  // namespace
 
 const KernelTable& table() {
   static const KernelTable t{"scalar",      runsMoments,   runsGradSums, spanNormalize,
                              spanGradApply, rowsMoments,   rowsNormalize, rowsGradSums,
-                             rowsGradApply, fence};
+                             rowsGradApply, fence,         probeRead,     probeCopy,
+                             probeTriad};
   return t;
 }
 
