@@ -13,6 +13,9 @@ export const SMALL_SHAPE = '16x16x8x8';
 /** Shapes large enough for bandwidth targets (the others are bound by call overhead). */
 export const BANDWIDTH_SHAPES = ['32x64x56x56', '64x256x14x14', '8x32x112x112'];
 
+/** Up to this size the kernel alone is timed too (the call's overhead matters only for small tensors). */
+export const KERNEL_TIMING_MAX_ELEMENTS = 1 << 18;
+
 export type ProbeKind = 'read' | 'copy' | 'triad';
 
 export interface TrafficModel {

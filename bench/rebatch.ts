@@ -12,8 +12,8 @@ import { median, timeSync } from './timing';
 export interface RebatchTiming {
   medianMs: number;
   samples: number;
-  /** Median time of the native computation alone. */
-  kernelMs: number;
+  /** Median time of the native computation alone (when asked for). */
+  kernelMs?: number;
 }
 
 const NATIVE_NAME: Record<Op, Parameters<typeof native.kernelTimes>[0]> = {
@@ -23,7 +23,7 @@ const NATIVE_NAME: Record<Op, Parameters<typeof native.kernelTimes>[0]> = {
   'backward-train': 'batchNormBackward',
 };
 
-export function measureRebatch(c: Case): RebatchTiming {
+export function measureRebatch(c: Case, timeKernel: boolean): RebatchTiming {
   const dims = physicalShape(c.shape, c.layout);
   const size = sizeOf(c.shape);
   const C = c.shape[1];
@@ -40,6 +40,7 @@ export function measureRebatch(c: Case): RebatchTiming {
     'backward-train': () => batchNormBackward(dy, x, dims, { layout, training: true, weight, mean: fwd.mean, invstd: fwd.invstd, out }),
   };
   const t = timeSync(calls[c.op], { budget: c.budget });
+  if (!timeKernel) return t;
 
   // The same computation without the JavaScript layer: the op's native arguments, run repeatedly.
   const nd = { n: c.shape[0], c: C, spatial: size / (c.shape[0] * C), layout: layout === 'NCHW' ? 0 : 1, groupSize: 0 };

@@ -20,7 +20,7 @@ export interface Row {
   /** rebatch: the native computation alone, and what the call adds to it. */
   kernelMs?: number;
   overheadUs?: number;
-  /** rebatch: each peer's median time over rebatch's (same op, layout, shape, threads); > 1 = rebatch faster. */
+  /** rebatch: each peer's median time over rebatch's (same op, layout, shape; with all threads the peer's faster of 1 and all threads); > 1 = rebatch faster. */
   ratios?: Record<string, number>;
   peerThreads?: number;
 }

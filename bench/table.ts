@@ -33,5 +33,6 @@ export const LEGEND = [
   'ms: median per call through the public API; GB/s: effective, by the op\'s traffic model;',
   'roof: GB/s over the roofline probe of the same size and threads (read for moments, copy for',
   'forwards, triad for backward); call-kernel: the call minus the native computation inside it;',
-  'vs X: X\'s median over rebatch\'s (higher = rebatch faster).',
+  'vs X: X\'s median over rebatch\'s (higher = rebatch faster); with all threads, X\'s faster of its',
+  '1-thread and all-thread medians.',
 ].join('\n');

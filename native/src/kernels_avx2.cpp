@@ -44,6 +44,7 @@ struct V {
   static T firstN(T v, std::size_t n) { return _mm256_and_ps(v, _mm256_castsi256_ps(mask(n))); }
   static T selectFirst(std::size_t n, T a, T b) { return _mm256_blendv_ps(b, a, _mm256_castsi256_ps(mask(n))); }
   static bool allLessEqual(T a, T b) { return _mm256_movemask_ps(_mm256_cmp_ps(a, b, _CMP_LE_OQ)) == 0xFF; }
+  static void prefetch(const float* p) { _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0); }
   static T add(T a, T b) { return _mm256_add_ps(a, b); }
   static T sub(T a, T b) { return _mm256_sub_ps(a, b); }
   static T mul(T a, T b) { return _mm256_mul_ps(a, b); }

@@ -46,6 +46,7 @@ struct V {
     return vbslq_f32(vld1q_u32(bits + 4 - n), a, b);
   }
   static bool allLessEqual(T a, T b) { return vminvq_u32(vcleq_f32(a, b)) != 0; }
+  static void prefetch(const float* p) { __builtin_prefetch(p); }
   static T add(T a, T b) { return vaddq_f32(a, b); }
   static T sub(T a, T b) { return vsubq_f32(a, b); }
   static T mul(T a, T b) { return vmulq_f32(a, b); }

@@ -74,14 +74,14 @@ std::vector<Unit> unitsOf(const TensorDims& d, const Blocking& b) {
 // Calls f(c, offset, runLen, runs) over the unit's blocks, sample-block-major;
 // base (and base2) are the tensors the blocks will read, for prefetching.
 template <class F>
-void forEachBlock(const TensorDims& d, const Blocking& b, const Unit& u, const float* base, const float* base2,
-                  F&& f) {
+void forEachBlock(const TensorDims& d, const Blocking& b, const Unit& u, std::size_t c0, std::size_t c1,
+                  const float* base, const float* base2, F&& f) {
   const std::size_t end = u.n0 + u.samples;
   for (std::size_t n = u.n0; n < end; n += b.samplesPerBlock) {
     const std::size_t runs = std::min(b.samplesPerBlock, end - n);
-    for (std::size_t c = 0; c < d.c; ++c) {
+    for (std::size_t c = c0; c < c1; ++c) {
       const std::size_t off = (n * d.c + c) * d.spatial;
-      if (runs > 1 && c + 2 < d.c)  // the runs of the channel after next: short, scattered streams
+      if (runs > 1 && c + 2 < c1)  // the runs of the channel after next: short, scattered streams
         for (std::size_t r = 0; r < runs; ++r) {
           const std::size_t ahead = off + 2 * d.spatial + r * d.c * d.spatial;
           prefetchSpan(base + ahead, d.spatial);
@@ -92,19 +92,24 @@ void forEachBlock(const TensorDims& d, const Blocking& b, const Unit& u, const f
   }
 }
 
+// One unit's moments of channels [c0, c1) into m[c - c0], the channel's mean so
+// far serving as the next block's shift hint.
+void unitMoments(const KernelTable& k, const float* x, const TensorDims& d, const Blocking& b, const Unit& u,
+                 std::size_t c0, std::size_t c1, Moments* m) {
+  const std::size_t stride = d.c * d.spatial;
+  forEachBlock(d, b, u, c0, c1, x, nullptr, [&](std::size_t c, std::size_t off, std::size_t len, std::size_t runs) {
+    Moments& mc = m[c - c0];
+    const float hint = float(mc.mean);
+    mc = chanMerge(mc, k.runsMoments(x + off, len, runs, stride, mc.count > 0 ? &hint : nullptr));
+  });
+}
+
 // Per-(group, channel) moments: unit slots, then merged in unit order.
 void groupMoments(const KernelTable& k, const float* x, const TensorDims& d, std::vector<Moments>& out) {
   const Blocking b(d);
   const std::vector<Unit> units = unitsOf(d, b);
   std::vector<Moments> slots(units.size() * d.c);
-  const std::size_t stride = d.c * d.spatial;
-  forEachUnit(d, units.size(), [&](std::size_t u) {
-    Moments* m = &slots[u * d.c];
-    forEachBlock(d, b, units[u], x, nullptr, [&](std::size_t c, std::size_t off, std::size_t len, std::size_t runs) {
-      const float hint = float(m[c].mean);
-      m[c] = chanMerge(m[c], k.runsMoments(x + off, len, runs, stride, m[c].count > 0 ? &hint : nullptr));
-    });
-  });
+  forEachUnit(d, units.size(), [&](std::size_t u) { unitMoments(k, x, d, b, units[u], 0, d.c, &slots[u * d.c]); });
   out.assign(d.groups() * d.c, Moments());
   for (std::size_t u = 0; u < units.size(); ++u)
     for (std::size_t c = 0; c < d.c; ++c) {
@@ -119,7 +124,9 @@ void groupMoments(const KernelTable& k, const float* x, const TensorDims& d, std
 template <class F>
 void forEachSpan(const KernelTable& k, const TensorDims& d, bool stream, F&& f) {
   const std::size_t runs = d.n * d.c, perUnit = std::max<std::size_t>(1, kUnitFloats / d.spatial);
-  forEachUnit(d, (runs + perUnit - 1) / perUnit, [&](std::size_t u) {
+  const std::size_t units = (runs + perUnit - 1) / perUnit;
+  forEachUnit(d, units, [&](std::size_t i) {
+    const std::size_t u = i;
     const std::size_t first = u * perUnit;
     f(first, std::min(perUnit, runs - first));
     if (stream) k.fence();
@@ -187,7 +194,7 @@ void backward(const KernelTable& k, const float* dy, const float* x, float* dx, 
   forEachUnit(d, units.size(), [&](std::size_t u) {
     GradSums* s = &slots[u * d.c];
     const ChannelAffine* a = &affine[units[u].group * d.c];
-    forEachBlock(d, b, units[u], x, dy, [&](std::size_t c, std::size_t off, std::size_t len, std::size_t runs) {
+    forEachBlock(d, b, units[u], 0, d.c, x, dy, [&](std::size_t c, std::size_t off, std::size_t len, std::size_t runs) {
       const GradSums t = k.runsGradSums(dy + off, x + off, len, runs, stride, a[c], p.fwd.relu);
       s[c].sumDy += t.sumDy;
       s[c].sumDyXc += t.sumDyXc;

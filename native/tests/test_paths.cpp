@@ -69,9 +69,10 @@ void forEveryIsaAndThreads(F&& body) {
 
 TEST(streamed_outputs_at_every_alignment_match_reference) {
   CHECK(kForceStreaming == 0);
-  // Runs shorter than, equal to, and not a multiple of a vector; long runs.
+  // Runs shorter than, equal to, and not a multiple of a vector; long runs; wide
+  // channels-last rows (the row-major reductions).
   const std::vector<std::vector<std::size_t>> shapes = {
-      {3, 5, 37}, {4, 16, 200}, {2, 8, 1031}, {5, 24, 7}, {2, 3, 8}, {6, 40, 3}, {64, 9, 1}};
+      {3, 5, 37}, {4, 16, 200}, {2, 8, 1031}, {5, 24, 7}, {2, 3, 8}, {6, 40, 3}, {64, 9, 1}, {3, 128, 7}, {70, 136, 1}};
   forEveryIsaAndThreads([&](const char* isa, std::size_t threads) {
     for (const auto& s : shapes)
       for (Layout layout : {Layout::NCHW, Layout::NHWC})
