@@ -63,6 +63,8 @@ export class PyTorchPeer implements Peer {
   async measure(c: Case): Promise<PeerTiming> {
     this.child!.stdin!.write(`${JSON.stringify({ op: c.op, layout: c.layout, shape: c.shape, threads: c.threads, budget: c.budget })}\n`);
     const reply = JSON.parse(await this.nextLine()) as { ms?: number; samples?: number; threads?: number; error?: string };
+    // Let the OpenMP threads of the worker stop spinning before anything else is timed.
+    await new Promise((resolve) => setTimeout(resolve, 100));
     if (reply.error !== undefined || reply.ms === undefined) throw new Error(`PyTorch worker: ${reply.error}`);
     return { medianMs: reply.ms, samples: reply.samples ?? 0, threads: reply.threads ?? c.threads };
   }

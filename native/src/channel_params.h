@@ -15,18 +15,22 @@ inline ChannelAffine affineOf(const ForwardParams& p, std::size_t group, std::si
   const double mean = p.mean[gc];
   const float hi = float(mean);
   const double w = p.weight ? double(p.weight[c]) : 1.0;
-  return {hi, float(mean - double(hi)), float(w * p.invstd[gc]), p.bias ? p.bias[c] : 0.0f};
+  const float lo = float(mean - double(hi)), scale = float(w * p.invstd[gc]), shift = p.bias ? p.bias[c] : 0.0f;
+  return {hi, lo, scale, shift, float(double(shift) - double(lo) * double(scale))};
 }
 
-// dx = a * dy + b * (x - mean) + c. In training the batch statistics depend on
+// dx = a * dy + b * (x - mean) + c (foldedC: see ChannelGrad). In training the batch statistics depend on
 // x: dx = w * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)).
 inline ChannelGrad gradOf(const BackwardParams& p, std::size_t group, std::size_t c,
                           std::size_t channels, const GradSums& s, double count) {
   const std::size_t gc = group * channels + c;
   const double invstd = p.fwd.invstd[gc];
   const double a = (p.fwd.weight ? double(p.fwd.weight[c]) : 1.0) * invstd;
-  if (!p.training) return {float(a), 0.0f, 0.0f};
-  return {float(a), float(-a * invstd * invstd * s.sumDyXc / count), float(-a * s.sumDy / count)};
+  if (!p.training) return {float(a), 0.0f, 0.0f, 0.0f};
+  const float cb = float(-a * invstd * invstd * s.sumDyXc / count), cc = float(-a * s.sumDy / count);
+  const double mean = p.fwd.mean[gc];
+  const double lo = double(float(mean - double(float(mean))));  // as in affineOf
+  return {float(a), cb, cc, float(double(cc) - double(cb) * lo)};
 }
 
 // dweight = sum over groups of sum(dy * xhat); dbias = sum of dy; groups

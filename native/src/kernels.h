@@ -25,11 +25,15 @@ inline std::size_t rowsPerBlock(std::size_t) { return kMaxRowBlock; }
 // float64 accuracy when |mean| >> std.
 struct ChannelAffine {
   float meanHi, meanLo, scale, shift;
+  // shift - meanLo * scale: the SIMD kernels compute (x - meanHi) * scale + foldedShift.
+  float foldedShift;
 };
 
 // Gradient coefficients for one channel: dx = a * dyMasked + b * (x - mean) + c.
 struct ChannelGrad {
   float a, b, c;
+  // c - b * meanLo: the SIMD kernels compute a * dy + b * (x - meanHi) + foldedC.
+  float foldedC;
 };
 
 // Per-channel arrays for the channels-last kernels: length C, and, for the
@@ -74,13 +78,15 @@ struct KernelTable {
   // Block of at most kRunBlock floats; the ReLU mask is recomputed from x and p.
   GradSums (*runsGradSums)(const float* dy, const float* x, std::size_t runLen, std::size_t runs,
                            std::size_t stride, ChannelAffine p, bool relu);
-  // A contiguous span of `runs` whole runs of runLen floats; run r uses p[r]
-  // (and g[r]). stream: non-temporal stores where the ISA has them (then the
+  // A contiguous span of `runs` whole runs of runLen floats, the channels of
+  // consecutive runs cycling through [0, c): run r uses p[(c0 + r) % c] (and
+  // g[...]). stream: non-temporal stores where the ISA has them (then the
   // caller calls fence before the output is used).
   void (*spanNormalize)(const float* x, float* y, std::size_t runLen, std::size_t runs, const ChannelAffine* p,
-                        bool relu, bool stream);
+                        std::size_t c0, std::size_t c, bool relu, bool stream);
   void (*spanGradApply)(const float* dy, const float* x, float* dx, std::size_t runLen, std::size_t runs,
-                        const ChannelAffine* p, const ChannelGrad* g, bool relu, bool stream);
+                        const ChannelAffine* p, const ChannelGrad* g, std::size_t c0, std::size_t c, bool relu,
+                        bool stream);
 
   // --- NHWC: `rows` rows of `c` contiguous floats. ---
   // Exact two-pass moments of a block of at most rowsPerBlock(c) rows, merged

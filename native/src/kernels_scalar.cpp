@@ -42,8 +42,9 @@ void runsNormalize(const float* x, float* y, std::size_t len, ChannelAffine p, b
 }
 
 void spanNormalize(const float* x, float* y, std::size_t runLen, std::size_t runs, const ChannelAffine* p,
-                   bool relu, bool) {
-  for (std::size_t r = 0; r < runs; ++r) runsNormalize(x + r * runLen, y + r * runLen, runLen, p[r], relu);
+                   std::size_t c0, std::size_t c, bool relu, bool) {
+  for (std::size_t r = 0, ch = c0; r < runs; ++r, ch = ch + 1 == c ? 0 : ch + 1)
+    runsNormalize(x + r * runLen, y + r * runLen, runLen, p[ch], relu);
 }
 
 GradSums runsGradSums(const float* dy, const float* x, std::size_t runLen, std::size_t runs,
@@ -69,15 +70,15 @@ void runsGradApply(const float* dy, const float* x, float* dx, std::size_t len, 
 }
 
 void spanGradApply(const float* dy, const float* x, float* dx, std::size_t runLen, std::size_t runs,
-                   const ChannelAffine* p, const ChannelGrad* g, bool relu, bool) {
-  for (std::size_t r = 0; r < runs; ++r) {
+                   const ChannelAffine* p, const ChannelGrad* g, std::size_t c0, std::size_t c, bool relu, bool) {
+  for (std::size_t r = 0, ch = c0; r < runs; ++r, ch = ch + 1 == c ? 0 : ch + 1) {
     const std::size_t o = r * runLen;
-    runsGradApply(dy + o, x + o, dx + o, runLen, p[r], g[r], relu);
+    runsGradApply(dy + o, x + o, dx + o, runLen, p[ch], g[ch], relu);
   }
 }
 
 ChannelAffine channelOf(const RowsAffine& p, std::size_t ch) {
-  return {p.meanHi[ch], p.meanLo[ch], p.scale[ch], p.shift[ch]};
+  return {p.meanHi[ch], p.meanLo[ch], p.scale[ch], p.shift[ch], 0.0f};  // the spec does not fold
 }
 
 void rowsMoments(const float* x, std::size_t rows, std::size_t c, float*, double count,
@@ -109,7 +110,7 @@ void rowsGradApply(const float* dy, const float* x, float* dx, std::size_t rows,
   for (std::size_t r = 0; r < rows; ++r)
     for (std::size_t ch = 0; ch < c; ++ch) {
       const std::size_t k = r * c + ch;
-      runsGradApply(dy + k, x + k, dx + k, 1, channelOf(p, ch), {g.a[ch], g.b[ch], g.c[ch]}, relu);
+      runsGradApply(dy + k, x + k, dx + k, 1, channelOf(p, ch), {g.a[ch], g.b[ch], g.c[ch], 0.0f}, relu);
     }
 }
 

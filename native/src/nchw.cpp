@@ -118,31 +118,27 @@ void groupMoments(const KernelTable& k, const float* x, const TensorDims& d, std
     }
 }
 
-// Calls f(firstRun, runs) over units of consecutive runs (run i is channel
-// i % C of sample i / C), in memory order, in parallel; each unit ends with
-// the kernels' fence when it streamed its stores.
+// Calls f(group, firstRun, runs) over units of consecutive runs of one group
+// (run i is channel i % C of sample i / C), in memory order, in parallel,
+// last unit first when `reverse` (right after a pass over the whole tensor,
+// its end is what is still in cache); each unit ends with the kernels' fence
+// when it streamed its stores.
 template <class F>
-void forEachSpan(const KernelTable& k, const TensorDims& d, bool stream, F&& f) {
-  const std::size_t runs = d.n * d.c, perUnit = std::max<std::size_t>(1, kUnitFloats / d.spatial);
-  const std::size_t units = (runs + perUnit - 1) / perUnit;
-  forEachUnit(d, units, [&](std::size_t i) {
-    const std::size_t u = i;
-    const std::size_t first = u * perUnit;
-    f(first, std::min(perUnit, runs - first));
+void forEachSpan(const KernelTable& k, const TensorDims& d, bool stream, bool reverse, F&& f) {
+  const std::size_t perUnit = std::max<std::size_t>(1, kUnitFloats / d.spatial);
+  struct Span {
+    std::size_t group, first, runs;
+  };
+  std::vector<Span> spans;
+  for (std::size_t g = 0; g < d.groups(); ++g) {
+    const std::size_t first = d.groupBegin(g) * d.c, end = first + d.groupSamples(g) * d.c;
+    for (std::size_t r = first; r < end; r += perUnit) spans.push_back({g, r, std::min(perUnit, end - r)});
+  }
+  forEachUnit(d, spans.size(), [&](std::size_t i) {
+    const Span& s = spans[reverse ? spans.size() - 1 - i : i];
+    f(s.group, s.first, s.runs);
     if (stream) k.fence();
   });
-}
-
-// Per-run copies of a per-(group, channel) table, for the runs [first, first + count).
-template <class P>
-void perRun(const TensorDims& d, const std::vector<P>& table, std::size_t first, std::size_t count,
-            std::vector<P>& out) {
-  out.resize(count);
-  const std::size_t perGroup = d.samplesPerGroup();
-  for (std::size_t i = 0; i < count; ++i) {
-    const std::size_t run = first + i;
-    out[i] = table[run / d.c / perGroup * d.c + run % d.c];
-  }
 }
 
 std::vector<ChannelAffine> affineTable(const ForwardParams& p, const TensorDims& d) {
@@ -160,6 +156,17 @@ void moments(const KernelTable& k, const float* x, const TensorDims& d, double* 
   for (std::size_t i = 0; i < m.size(); ++i) mean[i] = m[i].mean, m2[i] = m[i].m2;
 }
 
+// The normalization pass; `reverse` right after the statistics pass.
+static void normalize(const KernelTable& k, const float* x, float* y, const TensorDims& d, const ForwardParams& p,
+                      bool reverse) {
+  const std::vector<ChannelAffine> affine = affineTable(p, d);
+  const bool stream = streamOutput(d.elements() * 2 * sizeof(float));
+  forEachSpan(k, d, stream, reverse, [&](std::size_t g, std::size_t first, std::size_t runs) {
+    const std::size_t off = first * d.spatial;
+    k.spanNormalize(x + off, y + off, d.spatial, runs, &affine[g * d.c], first % d.c, d.c, p.relu, stream);
+  });
+}
+
 void training(const KernelTable& k, const float* x, float* y, const TensorDims& d, double eps,
               ForwardParams p, double* saveMean, double* saveInvstd) {
   std::vector<Moments> m;
@@ -170,18 +177,11 @@ void training(const KernelTable& k, const float* x, float* y, const TensorDims& 
   }
   p.mean = saveMean;
   p.invstd = saveInvstd;
-  withStats(k, x, y, d, p);
+  normalize(k, x, y, d, p, true);
 }
 
 void withStats(const KernelTable& k, const float* x, float* y, const TensorDims& d, ForwardParams p) {
-  const std::vector<ChannelAffine> affine = affineTable(p, d);
-  const bool stream = streamOutput(d.elements() * 2 * sizeof(float));
-  forEachSpan(k, d, stream, [&](std::size_t first, std::size_t runs) {
-    std::vector<ChannelAffine> a;
-    perRun(d, affine, first, runs, a);
-    const std::size_t off = first * d.spatial;
-    k.spanNormalize(x + off, y + off, d.spatial, runs, a.data(), p.relu, stream);
-  });
+  normalize(k, x, y, d, p, false);
 }
 
 void backward(const KernelTable& k, const float* dy, const float* x, float* dx, const TensorDims& d,
@@ -214,13 +214,10 @@ void backward(const KernelTable& k, const float* dy, const float* x, float* dx, 
     for (std::size_t c = 0; c < d.c; ++c)
       grad[g * d.c + c] = gradOf(p, g, c, d.c, sums[g * d.c + c], double(d.groupSamples(g) * d.spatial));
   const bool stream = streamOutput(d.elements() * 3 * sizeof(float));
-  forEachSpan(k, d, stream, [&](std::size_t first, std::size_t runs) {
-    std::vector<ChannelAffine> a;
-    std::vector<ChannelGrad> q;
-    perRun(d, affine, first, runs, a);
-    perRun(d, grad, first, runs, q);
+  forEachSpan(k, d, stream, true, [&](std::size_t g, std::size_t first, std::size_t runs) {
     const std::size_t off = first * d.spatial;
-    k.spanGradApply(dy + off, x + off, dx + off, d.spatial, runs, a.data(), q.data(), p.fwd.relu, stream);
+    k.spanGradApply(dy + off, x + off, dx + off, d.spatial, runs, &affine[g * d.c], &grad[g * d.c], first % d.c, d.c,
+                    p.fwd.relu, stream);
   });
 }
 

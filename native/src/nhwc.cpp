@@ -41,6 +41,20 @@ void forEachUnit(const TensorDims& d, const std::vector<Unit>& units, F&& task) 
   }
 }
 
+// The elementwise passes' units: about kUnitFloats of whole rows (a multiple of
+// 4) of one group, walked last to first: right after a pass over the whole
+// tensor, its end is what is still in cache.
+std::vector<Unit> chunksOf(const TensorDims& d) {
+  const std::size_t rowsPer = std::max<std::size_t>(4, kUnitFloats / d.c / 4 * 4);
+  std::vector<Unit> chunks;
+  for (std::size_t g = 0; g < d.groups(); ++g) {
+    const std::size_t first = d.groupBegin(g) * d.spatial, end = first + d.groupSamples(g) * d.spatial;
+    for (std::size_t r = first; r < end; r += rowsPer) chunks.push_back({g, r, std::min(rowsPer, end - r)});
+  }
+  std::reverse(chunks.begin(), chunks.end());
+  return chunks;
+}
+
 // Calls f(firstRow, rows) over blocks of at most rowsPerBlock(C) rows of a unit.
 template <class F>
 void forEachBlock(const Unit& u, std::size_t channels, F&& f) {
@@ -68,7 +82,7 @@ struct AffineArrays {
         const ChannelAffine a = affineOf(p, g, ch, c);
         const std::size_t i = g * c + ch;
         meanHi[i] = a.meanHi, meanLo[i] = a.meanLo, scale[i] = a.scale, shift[i] = a.shift;
-        folded[ch] = float(double(a.shift) - double(a.meanLo) * double(a.scale));
+        folded[ch] = a.foldedShift;
       }
       const std::size_t o = g * (c + kRowsPad);
       padPeriodic(&meanHi[g * c], c, &hiP[o]);
@@ -107,14 +121,12 @@ void moments(const KernelTable& k, const float* x, const TensorDims& d, double* 
   }
 }
 
-// Units run last to first: right after the statistics pass the end of x is
-// the part still in cache.
 void withStats(const KernelTable& k, const float* x, float* y, const TensorDims& d, ForwardParams p) {
   const AffineArrays affine(p, d);
-  const std::vector<Unit> units = unitsOf(d);
+  const std::vector<Unit> chunks = chunksOf(d);
   const bool stream = streamOutput(d.elements() * 2 * sizeof(float));
-  forEachUnit(d, units, [&](std::size_t i) {
-    const Unit& t = units[units.size() - 1 - i];
+  forEachUnit(d, chunks, [&](std::size_t i) {
+    const Unit& t = chunks[i];
     k.rowsNormalize(x + t.firstRow * d.c, y + t.firstRow * d.c, t.rows, d.c, affine.group(t.group), p.relu, stream);
     if (stream) k.fence();
   });
@@ -149,7 +161,7 @@ void backward(const KernelTable& k, const float* dy, const float* x, float* dx, 
     for (std::size_t c = 0; c < C; ++c) {
       const ChannelGrad q = gradOf(p, g, c, C, sums[g * C + c], double(d.groupSamples(g) * d.spatial));
       ga[g * C + c] = q.a, gb[g * C + c] = q.b, gc[g * C + c] = q.c;
-      folded[c] = float(double(q.c) - double(q.b) * double(affine.meanLo[g * C + c]));
+      folded[c] = q.foldedC;
     }
     const std::size_t o = g * (C + kRowsPad);
     padPeriodic(&ga[g * C], C, &gaP[o]);
@@ -157,8 +169,9 @@ void backward(const KernelTable& k, const float* dy, const float* x, float* dx, 
     padPeriodic(folded.data(), C, &gcP[o]);
   }
   const bool stream = streamOutput(d.elements() * 3 * sizeof(float));
-  forEachUnit(d, units, [&](std::size_t i) {
-    const Unit& t = units[units.size() - 1 - i];
+  const std::vector<Unit> chunks = chunksOf(d);
+  forEachUnit(d, chunks, [&](std::size_t i) {
+    const Unit& t = chunks[i];
     const std::size_t o = t.group * C, oP = t.group * (C + kRowsPad);
     k.rowsGradApply(dy + t.firstRow * C, x + t.firstRow * C, dx + t.firstRow * C, t.rows, C, affine.group(t.group),
                     {&ga[o], &gb[o], &gc[o], &gaP[oP], &gbP[oP], &gcP[oP]}, p.fwd.relu, stream);
