@@ -5,7 +5,7 @@ import { batchNorm, batchNormBackward, moments } from '../lib';
 import { native } from '../lib/native';
 import type { Op } from './config';
 import { physicalShape } from './config';
-import { channelParams, inputDy, inputX, sizeOf } from './data';
+import { channelParams, inputDy, inputX, output, sizeOf } from './data';
 import type { Case } from './peers/types';
 import { median, timeSync } from './timing';
 
@@ -28,7 +28,7 @@ export function measureRebatch(c: Case, timeKernel: boolean): RebatchTiming {
   const size = sizeOf(c.shape);
   const C = c.shape[1];
   const layout = c.layout;
-  const x = inputX(size), dy = inputDy(size), out = new Float32Array(size);
+  const x = inputX(size), dy = inputDy(size), out = output(size);
   const p = channelParams(C);
   const { weight, bias } = p;
   const fwd = batchNorm(x, dims, { layout, training: true, weight, bias });

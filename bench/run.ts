@@ -2,13 +2,19 @@
 // backward per shape, layout and thread count (1 and all), next to the peers
 // present on this machine (PyTorch through /usr/bin/python3, onnxruntime-node,
 // tfjs cpu and wasm, a plain-JS loop) and to the machine's roofline measured in
-// the same run. Times are medians after warm-up.
+// the same run.
 //
-// Usage: node dist/bench/run.js [--json FILE] [--quick] [--budget SECONDS] [--peers a,b,...]
-//          [--shapes 32x64x56x56,...] [--ops moments,...] [--layouts NCHW|NHWC] [--threads 1|all]
+// Timing: the median of repeated calls after warm-up. The machine is a shared
+// VM whose speed drifts, so each (shape, thread count) is measured in several
+// rounds, each round timing the roofline probes, rebatch and the fast peers
+// one after the other; a row's time is the median of its round medians. Slow
+// peers (tfjs, plain JS), far from rebatch anyway, are timed in the first round only.
+//
+// Usage: node dist/bench/run.js [--json FILE] [--quick] [--budget SECONDS] [--rounds N]
+//          [--peers a,b,...] [--shapes 32x64x56x56,...] [--ops moments,...] [--layouts NCHW|NHWC] [--threads 1|all]
 import * as fs from 'fs';
 import { getNumThreads, setNumThreads } from '../lib';
-import { elements, KERNEL_TIMING_MAX_ELEMENTS, layoutsOf, OPS, shapeKey, SHAPES, TRAFFIC } from './config';
+import { elements, KERNEL_TIMING_MAX_ELEMENTS, layoutsOf, Op, OPS, shapeKey, SHAPES, TRAFFIC } from './config';
 import { describeMachine } from './machine';
 import { OnnxRuntimePeer } from './peers/onnxruntime';
 import { PlainJsPeer } from './peers/plainjs';
@@ -20,10 +26,13 @@ import { measureRoofline, Roofline } from './roofline';
 import { makeRow, Row } from './row';
 import { header, LEGEND, line } from './table';
 import { evaluateTargets, formatTargets } from './targets';
+import { median } from './timing';
+import type { Layout } from '../lib';
 
 interface Options {
   json?: string;
   budget: number;
+  rounds: number;
   peers?: string[];
   shapes?: string[];
   ops?: string[];
@@ -33,10 +42,11 @@ interface Options {
 
 function parseArgs(argv: string[]): Options {
   const value = (flag: string) => (argv.includes(flag) ? argv[argv.indexOf(flag) + 1] : undefined);
-  const budget = value('--budget');
+  const quick = argv.includes('--quick');
   return {
     json: value('--json'),
-    budget: budget !== undefined ? Number(budget) : argv.includes('--quick') ? 0.04 : 0.25,
+    budget: Number(value('--budget') ?? (quick ? 0.04 : 0.25)),
+    rounds: Number(value('--rounds') ?? (quick ? 1 : 3)),
     peers: value('--peers')?.split(','),
     shapes: value('--shapes')?.split(','),
     ops: value('--ops')?.split(','),
@@ -44,6 +54,8 @@ function parseArgs(argv: string[]): Options {
     threads: value('--threads'),
   };
 }
+
+const SLOW_PEERS = new Set(['tfjs-cpu', 'tfjs-wasm', 'js']);
 
 async function startPeers(wanted: string[] | undefined, notes: string[]): Promise<Peer[]> {
   const all: Peer[] = [new PyTorchPeer(), new OnnxRuntimePeer(), new TfjsPeer('cpu'), new TfjsPeer('wasm'), new PlainJsPeer()];
@@ -56,6 +68,31 @@ async function startPeers(wanted: string[] | undefined, notes: string[]): Promis
   return ready;
 }
 
+/** Round medians of one implementation on one case. */
+interface Samples {
+  ms: number[];
+  samples: number;
+  kernelMs: number[];
+  peerThreads?: number;
+}
+
+function add(map: Map<string, Samples>, key: string, ms: number, samples: number, kernelMs?: number, peerThreads?: number) {
+  const s = map.get(key) ?? { ms: [], samples: 0, kernelMs: [], peerThreads };
+  s.ms.push(ms);
+  s.samples += samples;
+  if (kernelMs !== undefined) s.kernelMs.push(kernelMs);
+  map.set(key, s);
+}
+
+function medianRoofline(rounds: Roofline[]): Roofline {
+  const out = JSON.parse(JSON.stringify(rounds[0])) as Roofline;
+  for (const kind of Object.keys(out) as Array<keyof Roofline>) {
+    for (const v of Object.keys(out[kind].variants)) out[kind].variants[v] = median(rounds.map((r) => r[kind].variants[v]));
+    out[kind].gbPerS = Math.max(...Object.values(out[kind].variants));
+  }
+  return out;
+}
+
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
   const machine = describeMachine();
@@ -65,56 +102,78 @@ async function main(): Promise<void> {
   const peers = await startPeers(o.peers, notes);
   const peerNames = peers.map((p) => p.name);
   console.log(`rebatch bench: ${machine.cpu} (family ${machine.cpuFamily}, model ${machine.cpuModel}), ${machine.logicalCpus} CPUs, ` +
-    `Node ${machine.node}, kernels ${machine.rebatchIsa}; peers: ${peers.map((p) => p.version()).join('; ') || 'none'}`);
+    `Node ${machine.node}, kernels ${machine.rebatchIsa}; ${o.rounds} round(s) of ${o.budget} s per measurement; ` +
+    `peers: ${peers.map((p) => p.version()).join('; ') || 'none'}`);
   for (const n of notes) console.log(`note: ${n}`);
   console.log(header(peerNames));
 
   const rows: Row[] = [];
-  const rooflines: Array<{ shape: number[]; threads: number; roofline: Roofline }> = [];
+  const rooflines: Array<{ shape: number[]; threads: number } & Roofline> = [];
   const skipped = new Set<string>();
   for (const shape of SHAPES.filter((x) => !o.shapes || o.shapes.includes(shapeKey(x)))) {
     const tensorBytes = elements(shape) * 4;
-    for (const threads of threadCounts) {
-      setNumThreads(threads);
-      const roofline = measureRoofline(elements(shape), o.budget);
-      rooflines.push({ shape, threads, roofline });
-      for (const layout of layoutsOf(shape).filter((x) => !o.layouts || o.layouts.includes(x))) {
-        for (const op of OPS.filter((x) => !o.ops || o.ops.includes(x))) {
+    const cases: Array<{ op: Op; layout: Layout }> = [];
+    for (const layout of layoutsOf(shape).filter((x) => !o.layouts || o.layouts.includes(x)))
+      for (const op of OPS.filter((x) => !o.ops || o.ops.includes(x))) cases.push({ op, layout });
+    // Rounds outermost, so both thread counts (and all implementations) see the same drift.
+    const roofRounds = new Map<number, Roofline[]>();
+    const timings = new Map<string, Samples>();  // `${threads} ${impl} ${op} ${layout}`
+    for (let round = 0; round < o.rounds; round++) {
+      for (const threads of threadCounts) {
+        setNumThreads(threads);
+        roofRounds.set(threads, [...(roofRounds.get(threads) ?? []), measureRoofline(elements(shape), o.budget)]);
+        for (const { op, layout } of cases) {
           const c: Case = { op, layout, shape, threads, budget: o.budget };
-          const probe = roofline[TRAFFIC[op].probe].gbPerS;
           setNumThreads(threads);
           const t = measureRebatch(c, elements(shape) <= KERNEL_TIMING_MAX_ELEMENTS);
-          const ours = makeRow({
-            op, layout, shape, threads, impl: `rebatch-${machine.rebatchIsa}`, medianMs: t.medianMs, samples: t.samples,
-            kernelMs: t.kernelMs, overheadUs: t.kernelMs === undefined ? undefined : (t.medianMs - t.kernelMs) * 1e3, ratios: {},
-          }, tensorBytes, probe);
-          rows.push(ours);
+          add(timings, `${threads} rebatch ${op} ${layout}`, t.medianMs, t.samples, t.kernelMs);
           for (const peer of peers) {
             const why = peer.skip(c);
             if (why) {
               skipped.add(why);
               continue;
             }
-            if (threads > 1 && (peer.name.startsWith('tfjs') || peer.name === 'js')) {
+            if (threads > 1 && SLOW_PEERS.has(peer.name)) {
               skipped.add(`${peer.name}: single-threaded, measured with 1 thread only`);
               continue;
             }
+            if (round > 0 && SLOW_PEERS.has(peer.name)) continue;
             try {
-              const pt = await peer.measure(c);
-              rows.push(makeRow({ op, layout, shape, threads, impl: peer.name, medianMs: pt.medianMs, samples: pt.samples,
-                peerThreads: pt.threads }, tensorBytes, probe));
-              // With all threads, a peer counts with the faster of its 1-thread and all-thread runs
-              // (PyTorch's OpenMP threads are erratic on this VM: some 2-thread calls take 4-48 ms).
-              const single = rows.find((r) => r.impl === peer.name && r.threads === 1 && r.op === op && r.layout === layout &&
-                shapeKey(r.shape) === shapeKey(shape));
-              const best = single ? Math.min(single.medianMs, pt.medianMs) : pt.medianMs;
-              ours.ratios![peer.name] = best / ours.medianMs;
+              const pt = await peer.measure({ ...c, budget: SLOW_PEERS.has(peer.name) ? o.budget * o.rounds : o.budget });
+              add(timings, `${threads} ${peer.name} ${op} ${layout}`, pt.medianMs, pt.samples, undefined, pt.threads);
             } catch (e) {
               notes.push(`${peer.name} failed on ${op} ${layout} ${shapeKey(shape)}: ${(e as Error).message}`);
             }
           }
-          console.log(line(ours, peerNames));
         }
+      }
+    }
+    for (const threads of threadCounts) {
+      const roofline = medianRoofline(roofRounds.get(threads)!);
+      rooflines.push({ shape, threads, ...roofline });
+      for (const { op, layout } of cases) {
+        const probe = roofline[TRAFFIC[op].probe].gbPerS;
+        const ourSamples = timings.get(`${threads} rebatch ${op} ${layout}`)!;
+        const ms = median(ourSamples.ms);
+        const kernelMs = ourSamples.kernelMs.length ? median(ourSamples.kernelMs) : undefined;
+        const ours = makeRow({
+          op, layout, shape, threads, impl: `rebatch-${machine.rebatchIsa}`, medianMs: ms, samples: ourSamples.samples,
+          kernelMs, overheadUs: kernelMs === undefined ? undefined : (ms - kernelMs) * 1e3, ratios: {},
+        }, tensorBytes, probe);
+        rows.push(ours);
+        for (const peer of peers) {
+          const ps = timings.get(`${threads} ${peer.name} ${op} ${layout}`);
+          if (!ps) continue;
+          const pms = median(ps.ms);
+          rows.push(makeRow({ op, layout, shape, threads, impl: peer.name, medianMs: pms, samples: ps.samples,
+            peerThreads: ps.peerThreads }, tensorBytes, probe));
+          // With all threads, a peer counts with the faster of its 1-thread and all-thread runs
+          // (PyTorch's OpenMP threads are erratic on this VM: some 2-thread calls take 4-48 ms).
+          const single = rows.find((r) => r.impl === peer.name && r.threads === 1 && r.op === op && r.layout === layout &&
+            shapeKey(r.shape) === shapeKey(shape));
+          ours.ratios![peer.name] = (single ? Math.min(single.medianMs, pms) : pms) / ms;
+        }
+        console.log(line(ours, peerNames));
       }
     }
   }
@@ -130,9 +189,12 @@ async function main(): Promise<void> {
     const result = {
       machine,
       peers: Object.fromEntries(peers.map((p) => [p.name, p.version()])),
-      settings: { budgetSeconds: o.budget, threadCounts, timing: 'median of repeated calls after warm-up' },
+      settings: {
+        budgetSeconds: o.budget, rounds: o.rounds, threadCounts,
+        timing: 'median of repeated calls after warm-up, per round; a row is the median of its round medians',
+      },
       trafficModels: TRAFFIC,
-      rooflines: rooflines.map((r) => ({ shape: r.shape, threads: r.threads, ...r.roofline })),
+      rooflines,
       rows,
       targets,
       notes: [...notes, ...[...skipped].map((s) => `not measured: ${s}`)],

@@ -4,7 +4,7 @@
 // node anyway; the setting matters when BN follows a Conv, which it folds into).
 // The output tensor is pre-allocated and passed as a fetch, so each run
 // writes into the same buffer, like rebatch's `out`.
-import { channelParams, inputX, sizeOf } from '../data';
+import { channelParams, inputX, output, sizeOf } from '../data';
 import { batchNormModel } from './onnx_model';
 import type { Case, Peer, PeerTiming } from './types';
 import { timeAsync } from '../timing';
@@ -45,7 +45,7 @@ export class OnnxRuntimePeer implements Peer {
     try {
       const n = sizeOf(c.shape);
       const feeds = { X: new ort.Tensor('float32', inputX(n), c.shape) };
-      const fetches = { Y: new ort.Tensor('float32', new Float32Array(n), c.shape) };
+      const fetches = { Y: new ort.Tensor('float32', output(n), c.shape) };
       const t = await timeAsync(() => session.run(feeds, fetches), { budget: c.budget });
       return { ...t, threads: c.threads };
     } finally {

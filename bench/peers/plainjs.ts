@@ -2,7 +2,7 @@
 // Float32Arrays in memory order, per-channel sums in float64 (two passes:
 // mean, then squared deviations), output into a preallocated array.
 import type { Case, Peer, PeerTiming } from './types';
-import { channelParams, inputDy, inputX, sizeOf } from '../data';
+import { channelParams, inputDy, inputX, output, sizeOf } from '../data';
 import { timeSync } from '../timing';
 
 // Every loop walks memory order; the channel changes every `run` elements
@@ -48,7 +48,7 @@ export class PlainJsPeer implements Peer {
     const size = sizeOf(c.shape);
     const C = c.shape[1];
     const run = c.layout === 'NHWC' ? 1 : size / (c.shape[0] * C);
-    const x = inputX(size), dy = inputDy(size), out = new Float32Array(size);
+    const x = inputX(size), dy = inputDy(size), out = output(size);
     const p = channelParams(C);
     const mean = new Float64Array(C), variance = new Float64Array(C), scale = new Float64Array(C);
     const sumDy = new Float64Array(C), sumDyXc = new Float64Array(C);

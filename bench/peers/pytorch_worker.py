@@ -21,10 +21,11 @@ _cache = {}
 
 
 def tensors(shape, layout):
-    """Inputs for one (shape, layout), kept while consecutive requests use them."""
+    """Inputs for one (shape, layout), kept while requests use that shape."""
     key = (tuple(shape), layout)
     if key not in _cache:
-        _cache.clear()
+        for k in [k for k in _cache if k[0] != key[0]]:
+            del _cache[k]
         g = torch.Generator().manual_seed(0)
         x = torch.randn(*shape, generator=g)
         dy = torch.randn(*shape, generator=g)

@@ -26,8 +26,9 @@ struct BackwardParams {
 };
 
 // Below this many elements (1 MiB of floats) an op runs on the calling thread:
-// waking the pool costs 5-25 us on the project's machine, as much as a whole op
-// on a 0.5 MiB tensor, so two threads were slower there (measured, 256x512).
+// on the project's machine two threads were measured slower than one on a
+// 0.5 MiB tensor (256x512: ~20 us per op, of which a pool dispatch and the
+// merge of partial results take a good part), and faster from 3 MiB on.
 constexpr std::size_t kParallelMinElements = 1 << 18;
 // Floats per unit of work when a tensor is walked in memory order.
 constexpr std::size_t kUnitFloats = 1 << 14;
@@ -44,9 +45,11 @@ inline void prefetchSpan(const float* p, std::size_t n) {
 // with non-temporal stores: for tensors too large for the output to stay in
 // cache anyway, where skipping the read-for-ownership of every output line
 // saves a third of the traffic. On the project's machine (a VM whose 32 MiB L3
-// is shared with its neighbours) streaming wins from 25 MiB touched by up to
-// 2x (NHWC training forward), hence 16 MiB. Cache sizes reported inside VMs
-// are not trustworthy, hence a fixed value; REBATCH_STREAM_MIN_BYTES overrides it.
+// is shared with its neighbours) one thread gains up to 2x from streaming at
+// 25 MiB touched (NHWC training forward), while two threads, which can pull
+// more from L3 with plain stores, gain only from ~38 MiB: hence 16 MiB for one
+// thread, 32 MiB for more. Cache sizes reported inside VMs are not
+// trustworthy, hence fixed values; REBATCH_STREAM_MIN_BYTES overrides both.
 bool streamOutput(std::size_t bytesTouched);
 
 // Target floats per unit of the NCHW reductions (whole sample-blocks).
