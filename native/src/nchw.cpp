@@ -10,10 +10,13 @@
 // on the dims only, never on the thread count.
 //
 // Elementwise passes (normalization, dx) walk the tensor in memory order.
-// Training runs the statistics pass and then the normalization pass: on the
-// project's machine two sequential passes beat keeping per-channel slabs in L2
-// between them (strided slabs defeat the prefetchers; the large L3 keeps most
-// of x for the second pass anyway).
+// Training runs the statistics pass and then the normalization pass. Measured
+// on the project's machine against slabs of adjacent channels kept in L2
+// between their statistics and normalization (x read from memory once), also
+// with the next slab's statistics interleaved with the current slab's
+// normalization: the two passes were as fast or faster at 32x64x56x56 and
+// 64x256x14x14 and 7% slower at 8x32x112x112 -- slab order defeats the
+// prefetchers, and the L3 keeps much of x for the second pass anyway.
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -42,6 +45,7 @@ struct Blocking {
   std::size_t samplesPerBlock;  // consecutive samples whose runs form one block (1 for long runs)
   std::size_t piece;            // floats per block along a run (a multiple of 8; = spatial for short runs)
   std::size_t blocksPerUnit;    // sample-blocks per unit
+  bool prefetch;                // whether to prefetch ahead (not for tensors that fit in L2)
 
   explicit Blocking(const TensorDims& d) {
     if (d.spatial >= kRunBlock) {
@@ -54,6 +58,7 @@ struct Blocking {
     }
     const std::size_t blockFloats = samplesPerBlock * d.c * d.spatial;
     blocksPerUnit = std::max<std::size_t>(1, kReduceUnitFloats / blockFloats);
+    prefetch = d.elements() >= kParallelMinElements;
   }
 };
 
@@ -81,7 +86,7 @@ void forEachBlock(const TensorDims& d, const Blocking& b, const Unit& u, std::si
     const std::size_t runs = std::min(b.samplesPerBlock, end - n);
     for (std::size_t c = c0; c < c1; ++c) {
       const std::size_t off = (n * d.c + c) * d.spatial;
-      if (runs > 1 && c + 2 < c1)  // the runs of the channel after next: short, scattered streams
+      if (runs > 1 && c + 2 < c1 && b.prefetch)  // the runs of the channel after next: short, scattered streams
         for (std::size_t r = 0; r < runs; ++r) {
           const std::size_t ahead = off + 2 * d.spatial + r * d.c * d.spatial;
           prefetchSpan(base + ahead, d.spatial);
@@ -119,12 +124,11 @@ void groupMoments(const KernelTable& k, const float* x, const TensorDims& d, std
 }
 
 // Calls f(group, firstRun, runs) over units of consecutive runs of one group
-// (run i is channel i % C of sample i / C), in memory order, in parallel,
-// last unit first when `reverse` (right after a pass over the whole tensor,
-// its end is what is still in cache); each unit ends with the kernels' fence
-// when it streamed its stores.
+// (run i is channel i % C of sample i / C), in memory order (measured faster
+// here than last to first, even right after a statistics pass), in parallel;
+// each unit ends with the kernels' fence when it streamed its stores.
 template <class F>
-void forEachSpan(const KernelTable& k, const TensorDims& d, bool stream, bool reverse, F&& f) {
+void forEachSpan(const KernelTable& k, const TensorDims& d, bool stream, F&& f) {
   const std::size_t perUnit = std::max<std::size_t>(1, kUnitFloats / d.spatial);
   struct Span {
     std::size_t group, first, runs;
@@ -135,7 +139,7 @@ void forEachSpan(const KernelTable& k, const TensorDims& d, bool stream, bool re
     for (std::size_t r = first; r < end; r += perUnit) spans.push_back({g, r, std::min(perUnit, end - r)});
   }
   forEachUnit(d, spans.size(), [&](std::size_t i) {
-    const Span& s = spans[reverse ? spans.size() - 1 - i : i];
+    const Span& s = spans[i];
     f(s.group, s.first, s.runs);
     if (stream) k.fence();
   });
@@ -156,12 +160,11 @@ void moments(const KernelTable& k, const float* x, const TensorDims& d, double* 
   for (std::size_t i = 0; i < m.size(); ++i) mean[i] = m[i].mean, m2[i] = m[i].m2;
 }
 
-// The normalization pass; `reverse` right after the statistics pass.
-static void normalize(const KernelTable& k, const float* x, float* y, const TensorDims& d, const ForwardParams& p,
-                      bool reverse) {
+// The normalization pass.
+static void normalize(const KernelTable& k, const float* x, float* y, const TensorDims& d, const ForwardParams& p) {
   const std::vector<ChannelAffine> affine = affineTable(p, d);
   const bool stream = streamOutput(d.elements() * 2 * sizeof(float));
-  forEachSpan(k, d, stream, reverse, [&](std::size_t g, std::size_t first, std::size_t runs) {
+  forEachSpan(k, d, stream, [&](std::size_t g, std::size_t first, std::size_t runs) {
     const std::size_t off = first * d.spatial;
     k.spanNormalize(x + off, y + off, d.spatial, runs, &affine[g * d.c], first % d.c, d.c, p.relu, stream);
   });
@@ -177,11 +180,11 @@ void training(const KernelTable& k, const float* x, float* y, const TensorDims& 
   }
   p.mean = saveMean;
   p.invstd = saveInvstd;
-  normalize(k, x, y, d, p, true);
+  normalize(k, x, y, d, p);
 }
 
 void withStats(const KernelTable& k, const float* x, float* y, const TensorDims& d, ForwardParams p) {
-  normalize(k, x, y, d, p, false);
+  normalize(k, x, y, d, p);
 }
 
 void backward(const KernelTable& k, const float* dy, const float* x, float* dx, const TensorDims& d,
@@ -214,7 +217,7 @@ void backward(const KernelTable& k, const float* dy, const float* x, float* dx, 
     for (std::size_t c = 0; c < d.c; ++c)
       grad[g * d.c + c] = gradOf(p, g, c, d.c, sums[g * d.c + c], double(d.groupSamples(g) * d.spatial));
   const bool stream = streamOutput(d.elements() * 3 * sizeof(float));
-  forEachSpan(k, d, stream, true, [&](std::size_t g, std::size_t first, std::size_t runs) {
+  forEachSpan(k, d, stream, [&](std::size_t g, std::size_t first, std::size_t runs) {
     const std::size_t off = first * d.spatial;
     k.spanGradApply(dy + off, x + off, dx + off, d.spatial, runs, &affine[g * d.c], &grad[g * d.c], first % d.c, d.c,
                     p.fwd.relu, stream);

@@ -42,8 +42,8 @@ void forEachUnit(const TensorDims& d, const std::vector<Unit>& units, F&& task) 
 }
 
 // The elementwise passes' units: about kUnitFloats of whole rows (a multiple of
-// 4) of one group, walked last to first: right after a pass over the whole
-// tensor, its end is what is still in cache.
+// 4) of one group, in memory order (measured 5-20% faster here than last to
+// first, even right after a statistics pass).
 std::vector<Unit> chunksOf(const TensorDims& d) {
   const std::size_t rowsPer = std::max<std::size_t>(4, kUnitFloats / d.c / 4 * 4);
   std::vector<Unit> chunks;
@@ -51,7 +51,6 @@ std::vector<Unit> chunksOf(const TensorDims& d) {
     const std::size_t first = d.groupBegin(g) * d.spatial, end = first + d.groupSamples(g) * d.spatial;
     for (std::size_t r = first; r < end; r += rowsPer) chunks.push_back({g, r, std::min(rowsPer, end - r)});
   }
-  std::reverse(chunks.begin(), chunks.end());
   return chunks;
 }
 
