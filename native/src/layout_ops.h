@@ -30,8 +30,9 @@ struct BackwardParams {
 // 0.5 MiB tensor (256x512: ~20 us per op, of which a pool dispatch and the
 // merge of partial results take a good part), and faster from 3 MiB on.
 constexpr std::size_t kParallelMinElements = 1 << 18;
-// Floats per unit of work when a tensor is walked in memory order.
-constexpr std::size_t kUnitFloats = 1 << 14;
+// Floats per unit of work when a tensor is walked in memory order (measured:
+// 64k beats 16k by up to 10% with two threads, equal with one).
+constexpr std::size_t kUnitFloats = 1 << 16;
 // Asks for the cache lines of p[0, n) ahead of use (a hint; no-op where unsupported).
 inline void prefetchSpan(const float* p, std::size_t n) {
 #if defined(__GNUC__)

@@ -492,37 +492,8 @@ inline std::size_t nextChannel(std::size_t ch, std::size_t k, std::size_t c) {
   return ch;
 }
 
-// Whether rows of c floats starting at out can be written vector by vector
-// with every (streamed) store aligned: then rowBlocks below applies.
-inline bool wholeVectorRows(const float* out, std::size_t c, bool stream) {
-  return c % W == 0 && (!stream || !V::kStream || reinterpret_cast<std::uintptr_t>(out) % (W * sizeof(float)) == 0);
-}
-
-// For rows of whole vectors: f(r, ch, q) for vector ch of rows r..r+3, q being
-// the channel's parameters loaded once (make(ch)) for the four rows, so a
-// vector costs its data loads plus a quarter of the parameter loads.
-template <class Make, class F>
-inline void rowBlocks(std::size_t rows, std::size_t c, Make&& make, F&& f) {
-  std::size_t r = 0;
-  for (; r + 4 <= rows; r += 4)
-    for (std::size_t ch = 0; ch < c; ch += W) {
-      const auto q = make(ch);
-      f(r, ch, q), f(r + 1, ch, q), f(r + 2, ch, q), f(r + 3, ch, q);
-    }
-  for (; r < rows; ++r)
-    for (std::size_t ch = 0; ch < c; ch += W) f(r, ch, make(ch));
-}
-
 template <bool Relu, bool Stream>
 void rowsNormalizeT(const float* x, float* y, std::size_t rows, std::size_t c, const RowsAffine& p) {
-  if (wholeVectorRows(y, c, Stream)) {
-    rowBlocks(
-        rows, c, [&](std::size_t ch) { return AffineV{V::load(p.hiP + ch), V::load(p.scaleP + ch), V::load(p.shiftP + ch)}; },
-        [&](std::size_t r, std::size_t ch, const AffineV& a) {
-          put<Stream>(y + r * c + ch, affine<Relu>(V::load(x + r * c + ch), a.hi, a.s, a.b));
-        });
-    return;
-  }
   std::size_t ch = 0;
   storeSpan<Stream>(y, rows * c, [&](std::size_t i, std::size_t k) {
     const T v = affine<Relu>(loadK(x + i, k), V::load(p.hiP + ch), V::load(p.scaleP + ch), V::load(p.shiftP + ch));
@@ -636,20 +607,6 @@ void rowsGradSums(const float* dy, const float* x, std::size_t rows, std::size_t
 template <bool Relu, bool Stream>
 void rowsGradApplyT(const float* dy, const float* x, float* dx, std::size_t rows, std::size_t c,
                     const RowsAffine& p, const RowsGrad& g) {
-  if (wholeVectorRows(dx, c, Stream)) {
-    rowBlocks(
-        rows, c,
-        [&](std::size_t ch) {
-          return GradV{V::load(p.hiP + ch), Relu ? V::load(p.scaleP + ch) : V::zero(),
-                       Relu ? V::load(p.shiftP + ch) : V::zero(), V::load(g.aP + ch), V::load(g.bP + ch),
-                       V::load(g.cP + ch)};
-        },
-        [&](std::size_t r, std::size_t ch, const GradV& a) {
-          const std::size_t o = r * c + ch;
-          put<Stream>(dx + o, gradOut<Relu>(V::load(dy + o), V::load(x + o), a.hi, a.s, a.b, a.ga, a.gb, a.gc));
-        });
-    return;
-  }
   std::size_t ch = 0;
   storeSpan<Stream>(dx, rows * c, [&](std::size_t i, std::size_t k) {
     const T v = gradOut<Relu>(loadK(dy + i, k), loadK(x + i, k), V::load(p.hiP + ch),
