@@ -9,7 +9,21 @@ import { batchNormModel } from './onnx_model';
 import type { Case, Peer, PeerTiming } from './types';
 import { timeAsync } from '../timing';
 
-type Ort = typeof import('onnxruntime-node');
+// The few parts of onnxruntime-node used here, typed locally so the benchmark
+// compiles without the package (it is optional: missing, the peer is skipped).
+interface OrtTensor {
+  data: unknown;
+}
+interface OrtSession {
+  run(feeds: Record<string, OrtTensor>, fetches: Record<string, OrtTensor>): Promise<unknown>;
+  release(): Promise<void>;
+}
+interface Ort {
+  Tensor: new (type: 'float32', data: Float32Array, dims: readonly number[]) => OrtTensor;
+  InferenceSession: {
+    create(model: Uint8Array, options: Record<string, unknown>): Promise<OrtSession>;
+  };
+}
 
 export class OnnxRuntimePeer implements Peer {
   readonly name = 'onnxruntime';

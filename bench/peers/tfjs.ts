@@ -9,8 +9,23 @@ import type { Case, Peer, PeerTiming } from './types';
 import { channelParams, inputX, sizeOf } from '../data';
 import { timeSync } from '../timing';
 
-type Tf = typeof import('@tensorflow/tfjs');
-type Tensor = import('@tensorflow/tfjs').Tensor;
+// The few parts of @tensorflow/tfjs used here, typed locally so the benchmark
+// compiles without the package (it is optional: missing, the peer is skipped).
+interface Tensor {
+  reshape(shape: number[]): Tensor;
+}
+interface Tf {
+  version: { tfjs: string };
+  setBackend(name: string): Promise<boolean>;
+  ready(): Promise<void>;
+  tensor(values: Float32Array, shape: number[]): Tensor;
+  tensor1d(values: Float32Array): Tensor;
+  tidy(fn: () => Tensor | void): Tensor | void;
+  dispose(tensors: Tensor[]): void;
+  broadcastTo(t: Tensor, shape: number[]): Tensor;
+  moments(x: Tensor, axes: number[]): { mean: Tensor; variance: Tensor };
+  batchNorm(x: Tensor, mean: Tensor, variance: Tensor, offset: Tensor, scale: Tensor, eps: number): Tensor;
+}
 
 let tfModule: Tf | undefined;
 
@@ -54,10 +69,8 @@ export class TfjsPeer implements Peer {
     const expand = (t: Tensor) => (channelsFirst ? tf.broadcastTo(t.reshape(perChannel), paramShape) : t.reshape(paramShape));
     const p = channelParams(c.shape[1]);
     const x = tf.tensor(inputX(sizeOf(c.shape)), physical);
-    const weight = tf.tidy(() => expand(tf.tensor1d(p.weight)));
-    const bias = tf.tidy(() => expand(tf.tensor1d(p.bias)));
-    const mean = tf.tidy(() => expand(tf.tensor1d(p.mean)));
-    const variance = tf.tidy(() => expand(tf.tensor1d(p.variance)));
+    const param = (v: Float32Array) => tf.tidy(() => expand(tf.tensor1d(v))) as Tensor;
+    const weight = param(p.weight), bias = param(p.bias), mean = param(p.mean), variance = param(p.variance);
     const fns: Record<string, () => void> = {
       moments: () => tf.tidy(() => { tf.moments(x, axes); }),
       'forward-train': () => tf.tidy(() => {

@@ -9,8 +9,9 @@
 
 namespace rebatch {
 
-// Floats per moments block on the NCHW path: 4 KiB, so the second pass of the
-// exact two-pass reads from L1 and each float32 lane sums few enough terms.
+// Floats per moments block on the NCHW path: 4 KiB, so a second pass (the
+// exact two-pass, when needed) reads from L1 and each float32 lane sums few
+// enough terms.
 constexpr std::size_t kRunBlock = 1024;
 // Rows per block on the NHWC path: each float32 lane sums at most this many
 // terms. The SIMD kernels walk a block one strip of at most 32 channels at a
@@ -89,14 +90,16 @@ struct KernelTable {
                         bool stream);
 
   // --- NHWC: `rows` rows of `c` contiguous floats. ---
-  // Exact two-pass moments of a block of at most rowsPerBlock(c) rows, merged
-  // (Chan) into the running per-channel mean and m2 of `count` earlier rows
-  // (start from zeros with count 0). scratch: 4*c floats.
+  // Moments of a block of at most rowsPerBlock(c) rows, merged (Chan) into the
+  // running per-channel mean and m2 of `count` earlier rows (start from zeros
+  // with count 0): as runsMoments, one pass shifted by the means so far when
+  // every channel verifies it, else the exact two-pass. scratch: 4*c floats.
   void (*rowsMoments)(const float* x, std::size_t rows, std::size_t c, float* scratch,
                       double count, double* mean, double* m2);
   void (*rowsNormalize)(const float* x, float* y, std::size_t rows, std::size_t c, RowsAffine p,
                         bool relu, bool stream);
   // Block of at most rowsPerBlock(c) rows; adds into sumDy and sumDyXc. scratch: 2*c floats.
+  // normalize and gradApply: any number of rows, one memory-order span.
   void (*rowsGradSums)(const float* dy, const float* x, std::size_t rows, std::size_t c,
                        RowsAffine p, bool relu, float* scratch, double* sumDy, double* sumDyXc);
   void (*rowsGradApply)(const float* dy, const float* x, float* dx, std::size_t rows,

@@ -2,17 +2,22 @@
 // instantiated by each ISA's file inside its own namespace (rebatch::avx2,
 // rebatch::neon), compiled with that ISA's flags only. V provides:
 //   T, W (lanes), zero, set1, load, loadN (zeros past n), store, storeN,
-//   pin (keeps a value in a register rather than re-loading it), prefetch (a hint),
-//   kStream and stream (a non-temporal store to a W-aligned address; kStream
-//   false: none, plain stores are used), firstN (zero lanes >= n), add, sub,
-//   mul, fma(a, b, c) = a*b + c, selectFirst(n, a, b) (lanes < n from a, the
-//   rest from b), allLessEqual(a, b) (every lane a <= b; false for NaN), reluOf (max with 0, NaN kept),
-//   keepWherePositive(y, v) (v where !(y <= 0), else 0), hsum (in float64).
-// Accuracy: each float32 lane sums at most kRunBlock / W or kMaxRowBlock terms
-// before it is reduced in float64; blocks are merged with Chan's formula.
+//   pin (keeps a value in a register rather than re-loading it), prefetch (a
+//   hint), kStream and stream (a non-temporal store to a W-aligned address;
+//   kStream false: none, plain stores are used), fence, firstN (zero lanes
+//   >= n), add, sub, mul, fma(a, b, c) = a*b + c, selectFirst(n, a, b) (lanes
+//   < n from a, the rest from b), allLessEqual(a, b) (every lane a <= b; false
+//   for NaN), reluOf (max with 0, NaN kept), keepWherePositive(y, v) (v where
+//   !(y <= 0), else 0), hsum (in float64).
+// Accuracy: statistics are sums of x - m and (x - m)^2 over a block, m being
+// a shift kept only when verified within half a standard deviation of the
+// block's mean (else the block's own mean from a first pass: the exact
+// two-pass); each float32 lane sums at most kRunBlock / W or kMaxRowBlock
+// terms before it is reduced in float64; blocks are merged with Chan's formula.
 // Speed: every hot loop keeps several independent accumulators in registers
 // (the add and FMA latencies, not the loads, would otherwise set the pace),
-// full vectors use plain loads and stores, and masked ones only the tails.
+// full vectors use plain loads and stores, and masked ones only the tails;
+// elementwise passes stream through memory in order.
 // This file has no include guard on purpose: it is included once per ISA namespace.
 
 using T = V::T;
