@@ -1,98 +1,210 @@
-// npm run bench: rebatch's kernels per shape, layout and thread count.
-// Times are medians after warm-up; GB/s counts the minimum traffic of each op
-// (DESIGN.md §4): moments reads x once; training forward reads and writes x
-// once (a channel's slice stays in cache between statistics and normalization);
-// eval reads and writes once; backward reads x and dy and writes dx.
-// Usage: node dist/bench/run.js [--json FILE] [--quick]
+// npm run bench: rebatch's moments, training forward, eval forward and
+// backward per shape, layout and thread count (1 and all), next to the peers
+// present on this machine (PyTorch through /usr/bin/python3, onnxruntime-node,
+// tfjs cpu and wasm, a plain-JS loop) and to the machine's roofline measured in
+// the same run.
+//
+// Timing: the median of repeated calls after warm-up. The machine is a shared
+// VM whose speed drifts, so each (shape, thread count) is measured in several
+// rounds, each round timing the roofline probes, rebatch and the fast peers
+// one after the other; a row's time is the median of its round medians. Slow
+// peers (tfjs, plain JS), far from rebatch anyway, are timed in the first round only.
+//
+// Usage: node dist/bench/run.js [--json FILE] [--quick] [--budget SECONDS] [--rounds N]
+//          [--peers a,b,...] [--shapes 32x64x56x56,...] [--ops moments,...] [--layouts NCHW|NHWC] [--threads 1|all]
 import * as fs from 'fs';
-import * as os from 'os';
-import { batchNorm, batchNormBackward, getNumThreads, isa, Layout, moments, setNumThreads } from '../lib';
+import { getNumThreads, setNumThreads } from '../lib';
+import { elements, KERNEL_TIMING_MAX_ELEMENTS, layoutsOf, Op, OPS, shapeKey, SHAPES, TRAFFIC } from './config';
+import { describeMachine } from './machine';
+import { OnnxRuntimePeer } from './peers/onnxruntime';
+import { PlainJsPeer } from './peers/plainjs';
+import { PyTorchPeer } from './peers/pytorch';
+import { TfjsPeer } from './peers/tfjs';
+import type { Case, Peer } from './peers/types';
+import { measureRebatch } from './rebatch';
+import { measureRoofline, Roofline } from './roofline';
+import { makeRow, Row } from './row';
+import { header, LEGEND, line } from './table';
+import { evaluateTargets, formatTargets } from './targets';
+import { median } from './timing';
+import type { Layout } from '../lib';
 
-interface Row {
-  op: string; layout: Layout; shape: number[]; threads: number; impl: string; medianMs: number; gbPerS: number;
-  trafficModel: string;
+interface Options {
+  json?: string;
+  budget: number;
+  rounds: number;
+  peers?: string[];
+  shapes?: string[];
+  ops?: string[];
+  layouts?: string[];
+  threads?: string;
 }
 
-const SHAPES: number[][] = [[32, 64, 56, 56], [64, 256, 14, 14], [8, 32, 112, 112], [256, 512], [16, 16, 8, 8]];
-const args = process.argv.slice(2);
-const quick = args.includes('--quick');
-const jsonPath = args.includes('--json') ? args[args.indexOf('--json') + 1] : undefined;
-
-function median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
+function parseArgs(argv: string[]): Options {
+  const value = (flag: string) => (argv.includes(flag) ? argv[argv.indexOf(flag) + 1] : undefined);
+  const quick = argv.includes('--quick');
+  return {
+    json: value('--json'),
+    budget: Number(value('--budget') ?? (quick ? 0.04 : 0.25)),
+    rounds: Number(value('--rounds') ?? (quick ? 1 : 3)),
+    peers: value('--peers')?.split(','),
+    shapes: value('--shapes')?.split(','),
+    ops: value('--ops')?.split(','),
+    layouts: value('--layouts')?.split(','),
+    threads: value('--threads'),
+  };
 }
 
-/** Median wall time of fn in ms, repeating until ~0.3 s (at least 5 runs) after 3 warm-ups. */
-function time(fn: () => void): number {
-  for (let i = 0; i < 3; i++) fn();
-  const samples: number[] = [];
-  const budget = quick ? 0.05 : 0.3;
-  const start = process.hrtime.bigint();
-  while (samples.length < 5 || (Number(process.hrtime.bigint() - start) / 1e9 < budget && samples.length < 2000)) {
-    const t0 = process.hrtime.bigint();
-    fn();
-    samples.push(Number(process.hrtime.bigint() - t0) / 1e6);
+const SLOW_PEERS = new Set(['tfjs-cpu', 'tfjs-wasm', 'js']);
+
+async function startPeers(wanted: string[] | undefined, notes: string[]): Promise<Peer[]> {
+  const all: Peer[] = [new PyTorchPeer(), new OnnxRuntimePeer(), new TfjsPeer('cpu'), new TfjsPeer('wasm'), new PlainJsPeer()];
+  const ready: Peer[] = [];
+  for (const p of all.filter((x) => !wanted || wanted.includes(x.name))) {
+    const why = await p.init();
+    if (why) notes.push(`${p.name} skipped: ${why}`);
+    else ready.push(p);
   }
-  return median(samples);
+  return ready;
 }
 
-function physicalShape(shape: number[], layout: Layout): number[] {
-  if (shape.length === 2 || layout === 'NCHW') return shape;
-  const [n, c, ...spatial] = shape;
-  return [n, ...spatial, c];
+/** Round medians of one implementation on one case. */
+interface Samples {
+  ms: number[];
+  samples: number;
+  kernelMs: number[];
+  peerThreads?: number;
 }
 
-function benchShape(logical: number[], layout: Layout, threads: number): Row[] {
-  const dims = physicalShape(logical, layout);
-  const size = dims.reduce((a, b) => a * b, 1);
-  const c = logical[1];
-  const bytes = size * 4;
-  const x = new Float32Array(size).map((_, i) => Math.sin(i) * 3 + 1);
-  const dy = new Float32Array(size).map((_, i) => Math.cos(i));
-  const out = new Float32Array(size);
-  const weight = new Float32Array(c).fill(1.5);
-  const bias = new Float32Array(c).fill(0.25);
-  const fwd = batchNorm(x, dims, { layout, training: true, weight, bias });
-  const stats = moments(x, dims, { layout });
-  const variance = stats.variance();
-  const ops: Array<[string, number, string, () => void]> = [
-    ['moments', bytes, 'read x', () => moments(x, dims, { layout })],
-    ['forward-train', 2 * bytes, 'read x + write y', () => batchNorm(x, dims, { layout, training: true, weight, bias, out })],
-    ['forward-eval', 2 * bytes, 'read x + write y', () => batchNorm(x, dims, { layout, training: false, mean: stats.mean, variance, weight, bias, out })],
-    ['backward-train', 3 * bytes, 'read x, dy + write dx', () => batchNormBackward(dy, x, dims, { layout, training: true, weight, mean: fwd.mean, invstd: fwd.invstd, out })],
-  ];
-  return ops.map(([op, traffic, trafficModel, fn]) => {
-    const ms = time(fn);
-    return { op, layout, shape: logical, threads, impl: `rebatch-${isa()}`, medianMs: ms, gbPerS: traffic / (ms / 1e3) / 1e9, trafficModel };
-  });
+function add(map: Map<string, Samples>, key: string, ms: number, samples: number, kernelMs?: number, peerThreads?: number) {
+  const s = map.get(key) ?? { ms: [], samples: 0, kernelMs: [], peerThreads };
+  s.ms.push(ms);
+  s.samples += samples;
+  if (kernelMs !== undefined) s.kernelMs.push(kernelMs);
+  map.set(key, s);
 }
 
-function main(): void {
+function medianRoofline(rounds: Roofline[]): Roofline {
+  const out = JSON.parse(JSON.stringify(rounds[0])) as Roofline;
+  for (const kind of Object.keys(out) as Array<keyof Roofline>) {
+    for (const v of Object.keys(out[kind].variants)) out[kind].variants[v] = median(rounds.map((r) => r[kind].variants[v]));
+    out[kind].gbPerS = Math.max(...Object.values(out[kind].variants));
+  }
+  return out;
+}
+
+async function main(): Promise<void> {
+  const o = parseArgs(process.argv.slice(2));
+  const machine = describeMachine();
   const allThreads = getNumThreads();
-  const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
-  console.log(`rebatch bench — ${cpu}, ${os.cpus().length} CPUs, Node ${process.version}, kernels: ${isa()}`);
+  const threadCounts = o.threads === '1' ? [1] : o.threads === 'all' ? [allThreads] : [...new Set([1, allThreads])];
+  const notes: string[] = [];
+  const peers = await startPeers(o.peers, notes);
+  const peerNames = peers.map((p) => p.name);
+  console.log(`rebatch bench: ${machine.cpu} (family ${machine.cpuFamily}, model ${machine.cpuModel}), ${machine.logicalCpus} CPUs, ` +
+    `Node ${machine.node}, kernels ${machine.rebatchIsa}; ${o.rounds} round(s) of ${o.budget} s per measurement; ` +
+    `peers: ${peers.map((p) => p.version()).join('; ') || 'none'}`);
+  for (const n of notes) console.log(`note: ${n}`);
+  console.log(header(peerNames));
+
   const rows: Row[] = [];
-  const threadCounts = [...new Set([1, allThreads])];
-  console.log(['op', 'layout', 'shape', 'threads', 'median ms', 'GB/s'].map((h, i) => h.padEnd([15, 7, 16, 8, 10, 8][i])).join(''));
-  for (const shape of SHAPES) {
-    for (const layout of ['NCHW', 'NHWC'] as const) {
-      if (shape.length === 2 && layout === 'NHWC') continue;
+  const rooflines: Array<{ shape: number[]; threads: number } & Roofline> = [];
+  const skipped = new Set<string>();
+  for (const shape of SHAPES.filter((x) => !o.shapes || o.shapes.includes(shapeKey(x)))) {
+    const tensorBytes = elements(shape) * 4;
+    const cases: Array<{ op: Op; layout: Layout }> = [];
+    for (const layout of layoutsOf(shape).filter((x) => !o.layouts || o.layouts.includes(x)))
+      for (const op of OPS.filter((x) => !o.ops || o.ops.includes(x))) cases.push({ op, layout });
+    // Rounds outermost, so both thread counts (and all implementations) see the same drift.
+    const roofRounds = new Map<number, Roofline[]>();
+    const timings = new Map<string, Samples>();  // `${threads} ${impl} ${op} ${layout}`
+    for (let round = 0; round < o.rounds; round++) {
       for (const threads of threadCounts) {
         setNumThreads(threads);
-        for (const r of benchShape(shape, layout, threads)) {
-          rows.push(r);
-          console.log([r.op, r.layout, r.shape.join('x'), String(r.threads), r.medianMs.toFixed(3), r.gbPerS.toFixed(2)]
-            .map((v, i) => v.padEnd([15, 7, 16, 8, 10, 8][i])).join(''));
+        roofRounds.set(threads, [...(roofRounds.get(threads) ?? []), measureRoofline(elements(shape), o.budget)]);
+        for (const { op, layout } of cases) {
+          const c: Case = { op, layout, shape, threads, budget: o.budget };
+          setNumThreads(threads);
+          const t = measureRebatch(c, elements(shape) <= KERNEL_TIMING_MAX_ELEMENTS);
+          add(timings, `${threads} rebatch ${op} ${layout}`, t.medianMs, t.samples, t.kernelMs);
+          for (const peer of peers) {
+            const why = peer.skip(c);
+            if (why) {
+              skipped.add(why);
+              continue;
+            }
+            if (threads > 1 && SLOW_PEERS.has(peer.name)) {
+              skipped.add(`${peer.name}: single-threaded, measured with 1 thread only`);
+              continue;
+            }
+            if (round > 0 && SLOW_PEERS.has(peer.name)) continue;
+            try {
+              const pt = await peer.measure({ ...c, budget: SLOW_PEERS.has(peer.name) ? o.budget * o.rounds : o.budget });
+              add(timings, `${threads} ${peer.name} ${op} ${layout}`, pt.medianMs, pt.samples, undefined, pt.threads);
+            } catch (e) {
+              notes.push(`${peer.name} failed on ${op} ${layout} ${shapeKey(shape)}: ${(e as Error).message}`);
+            }
+          }
         }
+      }
+    }
+    for (const threads of threadCounts) {
+      const roofline = medianRoofline(roofRounds.get(threads)!);
+      rooflines.push({ shape, threads, ...roofline });
+      for (const { op, layout } of cases) {
+        const probe = roofline[TRAFFIC[op].probe].gbPerS;
+        const ourSamples = timings.get(`${threads} rebatch ${op} ${layout}`)!;
+        const ms = median(ourSamples.ms);
+        const kernelMs = ourSamples.kernelMs.length ? median(ourSamples.kernelMs) : undefined;
+        const ours = makeRow({
+          op, layout, shape, threads, impl: `rebatch-${machine.rebatchIsa}`, medianMs: ms, samples: ourSamples.samples,
+          kernelMs, overheadUs: kernelMs === undefined ? undefined : (ms - kernelMs) * 1e3, ratios: {},
+        }, tensorBytes, probe);
+        rows.push(ours);
+        for (const peer of peers) {
+          const ps = timings.get(`${threads} ${peer.name} ${op} ${layout}`);
+          if (!ps) continue;
+          const pms = median(ps.ms);
+          rows.push(makeRow({ op, layout, shape, threads, impl: peer.name, medianMs: pms, samples: ps.samples,
+            peerThreads: ps.peerThreads }, tensorBytes, probe));
+          // With all threads, a peer counts with the faster of its 1-thread and all-thread runs
+          // (PyTorch's OpenMP threads are erratic on this VM: some 2-thread calls take 4-48 ms).
+          const single = rows.find((r) => r.impl === peer.name && r.threads === 1 && r.op === op && r.layout === layout &&
+            shapeKey(r.shape) === shapeKey(shape));
+          ours.ratios![peer.name] = (single ? Math.min(single.medianMs, pms) : pms) / ms;
+        }
+        console.log(line(ours, peerNames));
       }
     }
   }
   setNumThreads(allThreads);
-  if (jsonPath) {
-    fs.writeFileSync(jsonPath, JSON.stringify({ machine: { cpu, cpus: os.cpus().length, node: process.version }, rows }, null, 1));
-    console.log(`wrote ${rows.length} rows to ${jsonPath}`);
+  for (const p of peers) await p.close();
+
+  console.log(`\n${LEGEND}`);
+  for (const s of skipped) console.log(`not measured: ${s}`);
+  for (const n of notes.filter((x) => x.includes('failed'))) console.log(`note: ${n}`);
+  const targets = evaluateTargets(rows, allThreads);
+  console.log(`\nTargets (1 thread unless said):\n${formatTargets(targets)}`);
+  if (o.json) {
+    const result = {
+      machine,
+      peers: Object.fromEntries(peers.map((p) => [p.name, p.version()])),
+      settings: {
+        budgetSeconds: o.budget, rounds: o.rounds, threadCounts,
+        timing: 'median of repeated calls after warm-up, per round; a row is the median of its round medians',
+      },
+      trafficModels: TRAFFIC,
+      rooflines,
+      rows,
+      targets,
+      notes: [...notes, ...[...skipped].map((s) => `not measured: ${s}`)],
+    };
+    fs.writeFileSync(o.json, `${JSON.stringify(result, null, 1)}\n`);
+    console.log(`\nwrote ${rows.length} rows to ${o.json}`);
   }
 }
 
-main();
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

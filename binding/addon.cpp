@@ -2,10 +2,12 @@
 // and runs it now or on a worker. No numerics here: they live in native/.
 #include <napi.h>
 
+#include <chrono>
 #include <memory>
 #include <string>
 
 #include "op.h"
+#include "probe.h"
 #include "rebatch/isa.h"
 #include "rebatch/moments.h"
 #include "rebatch/ops.h"
@@ -21,7 +23,8 @@ struct MomentsOp : Op {
   const float* x;
   TensorDims d;
   double *mean, *m2;
-  explicit MomentsOp(const Napi::CallbackInfo& info) {
+  template <class A>  // Napi::CallbackInfo, or ArrayArgs
+  explicit MomentsOp(const A& info) {
     d = dimsArg(info[1]);
     input(info[0], "x", d.elements(), &x);
     output(info[2], "mean", d.groups() * d.c, &mean);
@@ -37,7 +40,8 @@ struct TrainingOp : Op {
   double eps;
   bool relu;
   double *mean, *invstd;
-  explicit TrainingOp(const Napi::CallbackInfo& info) {
+  template <class A>  // Napi::CallbackInfo, or ArrayArgs
+  explicit TrainingOp(const A& info) {
     d = dimsArg(info[2]);
     input(info[0], "x", d.elements(), &x);
     output(info[1], "out", d.elements(), &y);
@@ -57,7 +61,8 @@ struct WithStatsOp : Op {
   TensorDims d;
   const double *mean, *invstd;
   bool relu;
-  explicit WithStatsOp(const Napi::CallbackInfo& info) {
+  template <class A>  // Napi::CallbackInfo, or ArrayArgs
+  explicit WithStatsOp(const A& info) {
     d = dimsArg(info[2]);
     input(info[0], "x", d.elements(), &x);
     output(info[1], "out", d.elements(), &y);
@@ -76,7 +81,8 @@ struct BackwardOp : Op {
   TensorDims d;
   const double *mean, *invstd;
   bool relu, training;
-  explicit BackwardOp(const Napi::CallbackInfo& info) {
+  template <class A>  // Napi::CallbackInfo, or ArrayArgs
+  explicit BackwardOp(const A& info) {
     d = dimsArg(info[3]);
     input(info[0], "dy", d.elements(), &dy);
     input(info[1], "x", d.elements(), &x);
@@ -130,6 +136,13 @@ struct GradApplyOp : Op {
     input(info[7], "c", d.groups() * d.c, &c);
   }
   Status run() override { return rebatch::batchNormGradApply(dy, x, dx, d, mean, a, b, c); }
+};
+
+// The elements of a JS array, read like a CallbackInfo's arguments.
+struct ArrayArgs {
+  Napi::Array array;
+  Napi::Value operator[](std::size_t i) const { return array.Get(uint32_t(i)); }
+  Napi::Env Env() const { return array.Env(); }
 };
 
 template <class O>
@@ -201,6 +214,36 @@ std::string stringArg(const Napi::Value& v, const char* name) {
   return v.As<Napi::String>().Utf8Value();
 }
 
+template <class O>
+Napi::Value timeOp(Napi::Env env, const ArrayArgs& args, std::size_t reps) {
+  O op(args);
+  Napi::Float64Array ns = Napi::Float64Array::New(env, reps);
+  for (std::size_t i = 0; i < reps; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const Status s = op.run();
+    const auto t1 = std::chrono::steady_clock::now();
+    if (!s.ok()) throw Napi::RangeError::New(env, s.message);
+    ns[i] = double(std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count());
+  }
+  return ns;
+}
+
+// kernelTimes(name, reps, args): runs the named sync op `reps` times on the same
+// arguments (as the op takes them) and returns each run's time in ns, measured
+// around the native computation only: what the benchmark subtracts from a
+// whole call to get the cost of the JavaScript layer and the binding.
+Napi::Value KernelTimes(const Napi::CallbackInfo& info) {
+  const std::string name = stringArg(info[0], "name");
+  const std::size_t reps = sizeArg(info[1], "reps");
+  if (!info[2].IsArray()) throw Napi::TypeError::New(info.Env(), "args: expected an array");
+  const ArrayArgs args{info[2].As<Napi::Array>()};
+  if (name == "moments") return timeOp<MomentsOp>(info.Env(), args, reps);
+  if (name == "batchNormTraining") return timeOp<TrainingOp>(info.Env(), args, reps);
+  if (name == "batchNormWithStats") return timeOp<WithStatsOp>(info.Env(), args, reps);
+  if (name == "batchNormBackward") return timeOp<BackwardOp>(info.Env(), args, reps);
+  throw Napi::RangeError::New(info.Env(), "name: unknown op " + name);
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto fn = [&](const char* name, Napi::Function::Callback cb) { exports.Set(name, Napi::Function::New(env, cb, name)); };
   fn("moments", sync<MomentsOp>);
@@ -219,6 +262,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   fn("invstdFromVariance", InvstdFromVariance);
   fn("updateRunningStats", UpdateRunningStats);
   fn("mergeMoments", MergeMoments);
+  fn("kernelTimes", KernelTimes);
+  registerProbes(env, exports);
   fn("isa", [](const Napi::CallbackInfo& i) -> Napi::Value { return Napi::String::New(i.Env(), rebatch::activeIsa()); });
   fn("isaNote", [](const Napi::CallbackInfo& i) -> Napi::Value { return Napi::String::New(i.Env(), rebatch::isaNote()); });
   fn("isaSupported", [](const Napi::CallbackInfo& i) -> Napi::Value {

@@ -188,8 +188,9 @@ function planBackward(dy: unknown, x: unknown, shapeOrOptions: unknown, maybeOpt
 }
 
 /**
- * Per-channel count, mean and M2 of a batch, in float64 (exact two-pass in
- * cache-sized blocks, merged with Chan's formula).
+ * Per-channel count, mean and M2 of a batch, in float64 (shifted sums verified
+ * per cache-sized block, exact two-pass where the check fails, blocks merged
+ * with Chan's formula).
  *
  * @example
  * const x = new Float32Array(2 * 3 * 4 * 4).map(Math.random);

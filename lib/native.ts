@@ -42,6 +42,13 @@ export interface NativeAddon {
     momentum: number): void;
   mergeMoments(countA: number, meanA: F64, m2A: F64, countB: number, meanB: F64, m2B: F64, meanOut: F64,
     m2Out: F64): void;
+  /** Benchmarks only: each run's time in ns of the named sync op on `args`, native computation only. */
+  kernelTimes(name: 'moments' | 'batchNormTraining' | 'batchNormWithStats' | 'batchNormBackward', reps: number,
+    args: unknown[]): Float64Array;
+  /** Benchmarks only: memory-bandwidth probes over the thread pool (native/include/rebatch/probe.h). */
+  probeRead(x: F32): number;
+  probeCopy(x: F32, y: F32, stream: boolean): void;
+  probeTriad(a: F32, b: F32, out: F32, stream: boolean): void;
   isa(): string;
   isaNote(): string;
   isaSupported(name: string): boolean;

@@ -61,16 +61,16 @@ function checkChannelValues(value: unknown, name: string, length: number): Array
   return v;
 }
 
-/** As a Float64Array, copying only when it is not one already. */
+/** As a Float64Array, copying only when it is not one already (the constructor copies typed arrays fastest). */
 export function float64Values(value: unknown, name: string, length: number): Float64Array {
   const v = checkChannelValues(value, name, length);
-  return v instanceof Float64Array ? v : Float64Array.from(v);
+  return v instanceof Float64Array ? v : new Float64Array(v);
 }
 
 /** As a Float32Array, copying only when it is not one already. */
 export function float32Values(value: unknown, name: string, length: number): Float32Array {
   const v = checkChannelValues(value, name, length);
-  return v instanceof Float32Array ? v : Float32Array.from(v);
+  return v instanceof Float32Array ? v : new Float32Array(v);
 }
 
 export function optionalFloat32Values(value: unknown, name: string, length: number): Float32Array | null {

@@ -15,25 +15,34 @@ inline ChannelAffine affineOf(const ForwardParams& p, std::size_t group, std::si
   const double mean = p.mean[gc];
   const float hi = float(mean);
   const double w = p.weight ? double(p.weight[c]) : 1.0;
-  return {hi, float(mean - double(hi)), float(w * p.invstd[gc]), p.bias ? p.bias[c] : 0.0f};
+  const float lo = float(mean - double(hi)), scale = float(w * p.invstd[gc]), shift = p.bias ? p.bias[c] : 0.0f;
+  return {hi, lo, scale, shift, float(double(shift) - double(lo) * double(scale))};
 }
 
 // Only the mean, split as above: for kernels that need x - mean and no ReLU mask.
 inline ChannelAffine centerOf(const double* mean, std::size_t group, std::size_t c, std::size_t channels) {
   const double m = mean[group * channels + c];
   const float hi = float(m);
-  return {hi, float(m - double(hi)), 0.0f, 0.0f};
+  return {hi, float(m - double(hi)), 0.0f, 0.0f, 0.0f};
 }
 
-// dx = a * dy + b * (x - mean) + c. In training the batch statistics depend on
+// dx = a * dy + b * (x - mean) + c (foldedC: see ChannelGrad). In training the batch statistics depend on
 // x: dx = w * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)).
+// dx = a * dy + b * (x - mean) + c for a channel whose mean is `mean`, with
+// foldedC = c - b * meanLo for the SIMD kernels (meanLo as in affineOf).
+inline ChannelGrad gradFromCoefficients(double a, double b, double c, double mean) {
+  const float cb = float(b), cc = float(c);
+  const double lo = double(float(mean - double(float(mean))));
+  return {float(a), cb, cc, float(double(cc) - double(cb) * lo)};
+}
+
 inline ChannelGrad gradOf(const BackwardParams& p, std::size_t group, std::size_t c,
                           std::size_t channels, const GradSums& s, double count) {
   const std::size_t gc = group * channels + c;
   const double invstd = p.fwd.invstd[gc];
   const double a = (p.fwd.weight ? double(p.fwd.weight[c]) : 1.0) * invstd;
-  if (!p.training) return {float(a), 0.0f, 0.0f};
-  return {float(a), float(-a * invstd * invstd * s.sumDyXc / count), float(-a * s.sumDy / count)};
+  if (!p.training) return {float(a), 0.0f, 0.0f, 0.0f};
+  return gradFromCoefficients(a, -a * invstd * invstd * s.sumDyXc / count, -a * s.sumDy / count, p.fwd.mean[gc]);
 }
 
 // dweight = sum over groups of sum(dy * xhat); dbias = sum of dy; groups

@@ -9,41 +9,55 @@
 
 namespace rebatch {
 
-// Floats per moments block on the NCHW path: 4 KiB, so the second pass of the
-// exact two-pass reads from L1 and each float32 lane sums few enough terms.
+// Floats per moments block on the NCHW path: 4 KiB, so a second pass (the
+// exact two-pass, when needed) reads from L1 and each float32 lane sums few
+// enough terms.
 constexpr std::size_t kRunBlock = 1024;
-// Upper bound on rows per block on the NHWC path, for the same two reasons.
+// Rows per block on the NHWC path: each float32 lane sums at most this many
+// terms. The SIMD kernels walk a block one strip of at most 32 channels at a
+// time, so what must stay in L1 between the two passes is 64 rows of one
+// strip (8 KiB), whatever C is.
 constexpr std::size_t kMaxRowBlock = 64;
-constexpr std::size_t kRowBlockFloats = 4096;
 
-inline std::size_t rowsPerBlock(std::size_t channels) {
-  std::size_t r = kRowBlockFloats / (channels ? channels : 1);
-  return r < 1 ? 1 : (r > kMaxRowBlock ? kMaxRowBlock : r);
-}
+inline std::size_t rowsPerBlock(std::size_t) { return kMaxRowBlock; }
 
 // One channel's normalization: y = (x - mean) * scale + shift, with the mean
 // split into a float hi part and a float lo remainder so that x - mean keeps
 // float64 accuracy when |mean| >> std.
 struct ChannelAffine {
   float meanHi, meanLo, scale, shift;
+  // shift - meanLo * scale: the SIMD kernels compute (x - meanHi) * scale + foldedShift.
+  float foldedShift;
 };
 
 // Gradient coefficients for one channel: dx = a * dyMasked + b * (x - mean) + c.
 struct ChannelGrad {
   float a, b, c;
+  // c - b * meanLo: the SIMD kernels compute a * dy + b * (x - meanHi) + foldedC.
+  float foldedC;
 };
 
-// Per-channel arrays (length C) for the channels-last kernels.
+// Per-channel arrays for the channels-last kernels: length C, and, for the
+// SIMD kernels, the same values repeated with period C over C + kRowsPad
+// entries (so a vector may start at any channel), with the mean's lo part
+// folded in: shiftP = shift - meanLo * scale, cP = c - b * meanLo.
+constexpr std::size_t kRowsPad = 16;
 struct RowsAffine {
   const float* meanHi;
   const float* meanLo;
   const float* scale;
   const float* shift;
+  const float* hiP;
+  const float* scaleP;
+  const float* shiftP;
 };
 struct RowsGrad {
   const float* a;
   const float* b;
   const float* c;
+  const float* aP;
+  const float* bP;
+  const float* cP;
 };
 
 struct GradSums {
@@ -55,29 +69,48 @@ struct KernelTable {
   const char* name;
 
   // --- NCHW: `runs` runs of `runLen` floats, `stride` floats apart. ---
-  // Exact two-pass moments of a block of at most kRunBlock floats.
-  Moments (*runsMoments)(const float* x, std::size_t runLen, std::size_t runs, std::size_t stride);
-  void (*runsNormalize)(const float* x, float* y, std::size_t runLen, std::size_t runs,
-                        std::size_t stride, ChannelAffine p, bool relu);
+  // Moments of a block of at most kRunBlock floats: one pass of sums shifted
+  // by the hint (the channel's mean so far; null: the mean of the block's
+  // first values), kept only when the shift proves within half a standard
+  // deviation of the block's mean (then as accurate as the exact two-pass;
+  // see shiftIsClose in simd_kernels.inl); else the exact two-pass.
+  Moments (*runsMoments)(const float* x, std::size_t runLen, std::size_t runs, std::size_t stride,
+                         const float* hint);
   // Block of at most kRunBlock floats; the ReLU mask is recomputed from x and p.
   GradSums (*runsGradSums)(const float* dy, const float* x, std::size_t runLen, std::size_t runs,
                            std::size_t stride, ChannelAffine p, bool relu);
-  void (*runsGradApply)(const float* dy, const float* x, float* dx, std::size_t runLen,
-                        std::size_t runs, std::size_t stride, ChannelAffine p, ChannelGrad g,
-                        bool relu);
+  // A contiguous span of `runs` whole runs of runLen floats, the channels of
+  // consecutive runs cycling through [0, c): run r uses p[(c0 + r) % c] (and
+  // g[...]). stream: non-temporal stores where the ISA has them (then the
+  // caller calls fence before the output is used).
+  void (*spanNormalize)(const float* x, float* y, std::size_t runLen, std::size_t runs, const ChannelAffine* p,
+                        std::size_t c0, std::size_t c, bool relu, bool stream);
+  void (*spanGradApply)(const float* dy, const float* x, float* dx, std::size_t runLen, std::size_t runs,
+                        const ChannelAffine* p, const ChannelGrad* g, std::size_t c0, std::size_t c, bool relu,
+                        bool stream);
 
   // --- NHWC: `rows` rows of `c` contiguous floats. ---
-  // Exact two-pass moments of a block of at most rowsPerBlock(c) rows.
-  // scratch: 4*c floats. Writes per-channel mean and m2 (count = rows).
+  // Moments of a block of at most rowsPerBlock(c) rows, merged (Chan) into the
+  // running per-channel mean and m2 of `count` earlier rows (start from zeros
+  // with count 0): as runsMoments, one pass shifted by the means so far when
+  // every channel verifies it, else the exact two-pass. scratch: 4*c floats.
   void (*rowsMoments)(const float* x, std::size_t rows, std::size_t c, float* scratch,
-                      double* mean, double* m2);
+                      double count, double* mean, double* m2);
   void (*rowsNormalize)(const float* x, float* y, std::size_t rows, std::size_t c, RowsAffine p,
-                        bool relu);
+                        bool relu, bool stream);
   // Block of at most rowsPerBlock(c) rows; adds into sumDy and sumDyXc. scratch: 2*c floats.
+  // normalize and gradApply: any number of rows, one memory-order span.
   void (*rowsGradSums)(const float* dy, const float* x, std::size_t rows, std::size_t c,
                        RowsAffine p, bool relu, float* scratch, double* sumDy, double* sumDyXc);
   void (*rowsGradApply)(const float* dy, const float* x, float* dx, std::size_t rows,
-                        std::size_t c, RowsAffine p, RowsGrad g, bool relu);
+                        std::size_t c, RowsAffine p, RowsGrad g, bool relu, bool stream);
+  // Orders this thread's non-temporal stores before what follows (no-op without them).
+  void (*fence)();
+
+  // --- Memory-bandwidth probes (benchmarks): the simplest loops over n floats. ---
+  double (*probeRead)(const float* x, std::size_t n);  // a checksum, so the reads happen
+  void (*probeCopy)(const float* x, float* y, std::size_t n, bool stream);
+  void (*probeTriad)(const float* a, const float* b, float* out, std::size_t n, bool stream);  // out = a + b
 };
 
 namespace scalar { const KernelTable& table(); }

@@ -2,8 +2,10 @@
 // called only after isa.cpp has checked cpuid and xgetbv.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 
 #include "kernels.h"
 
@@ -24,12 +26,28 @@ struct V {
   static T zero() { return _mm256_setzero_ps(); }
   static T set1(float v) { return _mm256_set1_ps(v); }
   static T load(const float* p) { return _mm256_loadu_ps(p); }
+  // A loaded value the compiler must keep in a register: without this GCC
+  // folds the same load into every instruction that uses it, and the load
+  // ports (two vector loads per cycle) become the bottleneck.
+  static T pin(T v) {
+#if defined(__GNUC__)
+    __asm__("" : "+x"(v));
+#endif
+    return v;
+  }
   static T loadN(const float* p, std::size_t n) { return _mm256_maskload_ps(p, mask(n)); }
   static void store(float* p, T v) { _mm256_storeu_ps(p, v); }
   static void storeN(float* p, T v, std::size_t n) { _mm256_maskstore_ps(p, mask(n), v); }
+  static constexpr bool kStream = true;
+  static void stream(float* p, T v) { _mm256_stream_ps(p, v); }
+  static void fence() { _mm_sfence(); }
   static T firstN(T v, std::size_t n) { return _mm256_and_ps(v, _mm256_castsi256_ps(mask(n))); }
+  static T selectFirst(std::size_t n, T a, T b) { return _mm256_blendv_ps(b, a, _mm256_castsi256_ps(mask(n))); }
+  static bool allLessEqual(T a, T b) { return _mm256_movemask_ps(_mm256_cmp_ps(a, b, _CMP_LE_OQ)) == 0xFF; }
+  static void prefetch(const float* p) { _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0); }
   static T add(T a, T b) { return _mm256_add_ps(a, b); }
   static T sub(T a, T b) { return _mm256_sub_ps(a, b); }
+  static T mul(T a, T b) { return _mm256_mul_ps(a, b); }
   static T fma(T a, T b, T c) { return _mm256_fmadd_ps(a, b, c); }
   // maxps returns its second operand when either is NaN: NaN stays NaN, as in PyTorch.
   static T reluOf(T v) { return _mm256_max_ps(_mm256_setzero_ps(), v); }

@@ -1,8 +1,10 @@
 // NEON kernels (AArch64, where NEON is always present).
 #include <arm_neon.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 #include <cstring>
 
 #include "kernels.h"
@@ -19,6 +21,7 @@ struct V {
   static T zero() { return vdupq_n_f32(0.0f); }
   static T set1(float v) { return vdupq_n_f32(v); }
   static T load(const float* p) { return vld1q_f32(p); }
+  static T pin(T v) { return v; }
   // NEON has no masked load: go through a zeroed stack buffer (tails only).
   static T loadN(const float* p, std::size_t n) {
     float t[4] = {0, 0, 0, 0};
@@ -31,12 +34,22 @@ struct V {
     vst1q_f32(t, v);
     std::memcpy(p, t, n * sizeof(float));
   }
+  static constexpr bool kStream = false;  // plain stores only
+  static void stream(float* p, T v) { vst1q_f32(p, v); }
+  static void fence() {}
   static T firstN(T v, std::size_t n) {
     static const std::uint32_t bits[8] = {~0u, ~0u, ~0u, ~0u, 0, 0, 0, 0};
     return vreinterpretq_f32_u32(vandq_u32(vreinterpretq_u32_f32(v), vld1q_u32(bits + 4 - n)));
   }
+  static T selectFirst(std::size_t n, T a, T b) {
+    static const std::uint32_t bits[8] = {~0u, ~0u, ~0u, ~0u, 0, 0, 0, 0};
+    return vbslq_f32(vld1q_u32(bits + 4 - n), a, b);
+  }
+  static bool allLessEqual(T a, T b) { return vminvq_u32(vcleq_f32(a, b)) != 0; }
+  static void prefetch(const float* p) { __builtin_prefetch(p); }
   static T add(T a, T b) { return vaddq_f32(a, b); }
   static T sub(T a, T b) { return vsubq_f32(a, b); }
+  static T mul(T a, T b) { return vmulq_f32(a, b); }
   static T fma(T a, T b, T c) { return vfmaq_f32(c, a, b); }
   static T reluOf(T v) {
     // Keep NaN (vmaxq would too) and match the scalar spec's sign of zero.

@@ -16,7 +16,7 @@ inline double maskedDy(float dy, double xc, const ChannelAffine& p, bool relu) {
   return relu && xc * p.scale + p.shift <= 0 ? 0.0 : double(dy);
 }
 
-Moments runsMoments(const float* x, std::size_t runLen, std::size_t runs, std::size_t stride) {
+Moments runsMoments(const float* x, std::size_t runLen, std::size_t runs, std::size_t stride, const float*) {
   const double n = double(runLen * runs);
   double sum = 0;
   for (std::size_t r = 0; r < runs; ++r)
@@ -33,14 +33,18 @@ Moments runsMoments(const float* x, std::size_t runLen, std::size_t runs, std::s
   return {n, mean + dsum / n, m2 > 0 ? m2 : 0};
 }
 
-void runsNormalize(const float* x, float* y, std::size_t runLen, std::size_t runs,
-                   std::size_t stride, ChannelAffine p, bool relu) {
-  for (std::size_t r = 0; r < runs; ++r)
-    for (std::size_t i = 0; i < runLen; ++i) {
-      double v = centered(x[r * stride + i], p) * p.scale + p.shift;
-      if (relu && v < 0) v = 0;  // NaN passes through, as in torch.relu
-      y[r * stride + i] = float(v);
-    }
+void runsNormalize(const float* x, float* y, std::size_t len, ChannelAffine p, bool relu) {
+  for (std::size_t i = 0; i < len; ++i) {
+    double v = centered(x[i], p) * p.scale + p.shift;
+    if (relu && v < 0) v = 0;  // NaN passes through, as in torch.relu
+    y[i] = float(v);
+  }
+}
+
+void spanNormalize(const float* x, float* y, std::size_t runLen, std::size_t runs, const ChannelAffine* p,
+                   std::size_t c0, std::size_t c, bool relu, bool) {
+  for (std::size_t r = 0, ch = c0; r < runs; ++r, ch = ch + 1 == c ? 0 : ch + 1)
+    runsNormalize(x + r * runLen, y + r * runLen, runLen, p[ch], relu);
 }
 
 GradSums runsGradSums(const float* dy, const float* x, std::size_t runLen, std::size_t runs,
@@ -57,33 +61,39 @@ GradSums runsGradSums(const float* dy, const float* x, std::size_t runLen, std::
   return s;
 }
 
-void runsGradApply(const float* dy, const float* x, float* dx, std::size_t runLen,
-                   std::size_t runs, std::size_t stride, ChannelAffine p, ChannelGrad g,
+void runsGradApply(const float* dy, const float* x, float* dx, std::size_t len, ChannelAffine p, ChannelGrad g,
                    bool relu) {
-  for (std::size_t r = 0; r < runs; ++r)
-    for (std::size_t i = 0; i < runLen; ++i) {
-      const std::size_t k = r * stride + i;
-      const double xc = centered(x[k], p);
-      dx[k] = float(double(g.a) * maskedDy(dy[k], xc, p, relu) + double(g.b) * xc + g.c);
-    }
+  for (std::size_t i = 0; i < len; ++i) {
+    const double xc = centered(x[i], p);
+    dx[i] = float(double(g.a) * maskedDy(dy[i], xc, p, relu) + double(g.b) * xc + g.c);
+  }
+}
+
+void spanGradApply(const float* dy, const float* x, float* dx, std::size_t runLen, std::size_t runs,
+                   const ChannelAffine* p, const ChannelGrad* g, std::size_t c0, std::size_t c, bool relu, bool) {
+  for (std::size_t r = 0, ch = c0; r < runs; ++r, ch = ch + 1 == c ? 0 : ch + 1) {
+    const std::size_t o = r * runLen;
+    runsGradApply(dy + o, x + o, dx + o, runLen, p[ch], g[ch], relu);
+  }
 }
 
 ChannelAffine channelOf(const RowsAffine& p, std::size_t ch) {
-  return {p.meanHi[ch], p.meanLo[ch], p.scale[ch], p.shift[ch]};
+  return {p.meanHi[ch], p.meanLo[ch], p.scale[ch], p.shift[ch], 0.0f};  // the spec does not fold
 }
 
-void rowsMoments(const float* x, std::size_t rows, std::size_t c, float*, double* mean,
-                 double* m2) {
+void rowsMoments(const float* x, std::size_t rows, std::size_t c, float*, double count,
+                 double* mean, double* m2) {
   for (std::size_t ch = 0; ch < c; ++ch) {
-    const Moments m = runsMoments(x + ch, 1, rows, c);
+    const Moments m = chanMerge({count, mean[ch], m2[ch]}, runsMoments(x + ch, 1, rows, c, nullptr));
     mean[ch] = m.mean;
     m2[ch] = m.m2;
   }
 }
 
 void rowsNormalize(const float* x, float* y, std::size_t rows, std::size_t c, RowsAffine p,
-                   bool relu) {
-  for (std::size_t ch = 0; ch < c; ++ch) runsNormalize(x + ch, y + ch, 1, rows, c, channelOf(p, ch), relu);
+                   bool relu, bool) {
+  for (std::size_t r = 0; r < rows; ++r)
+    for (std::size_t ch = 0; ch < c; ++ch) runsNormalize(x + r * c + ch, y + r * c + ch, 1, channelOf(p, ch), relu);
 }
 
 void rowsGradSums(const float* dy, const float* x, std::size_t rows, std::size_t c, RowsAffine p,
@@ -96,17 +106,37 @@ void rowsGradSums(const float* dy, const float* x, std::size_t rows, std::size_t
 }
 
 void rowsGradApply(const float* dy, const float* x, float* dx, std::size_t rows, std::size_t c,
-                   RowsAffine p, RowsGrad g, bool relu) {
-  for (std::size_t ch = 0; ch < c; ++ch)
-    runsGradApply(dy + ch, x + ch, dx + ch, 1, rows, c, channelOf(p, ch), {g.a[ch], g.b[ch], g.c[ch]}, relu);
+                   RowsAffine p, RowsGrad g, bool relu, bool) {
+  for (std::size_t r = 0; r < rows; ++r)
+    for (std::size_t ch = 0; ch < c; ++ch) {
+      const std::size_t k = r * c + ch;
+      runsGradApply(dy + k, x + k, dx + k, 1, channelOf(p, ch), {g.a[ch], g.b[ch], g.c[ch], 0.0f}, relu);
+    }
+}
+
+void fence() {}
+
+double probeRead(const float* x, std::size_t n) {
+  double s = 0;
+  for (std::size_t i = 0; i < n; ++i) s += x[i];
+  return s;
+}
+
+void probeCopy(const float* x, float* y, std::size_t n, bool) {
+  for (std::size_t i = 0; i < n; ++i) y[i] = x[i];
+}
+
+void probeTriad(const float* a, const float* b, float* out, std::size_t n, bool) {
+  for (std::size_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
 }
 
 }  // namespace
 
 const KernelTable& table() {
-  static const KernelTable t{"scalar",        runsMoments,   runsNormalize, runsGradSums,
-                             runsGradApply,   rowsMoments,   rowsNormalize, rowsGradSums,
-                             rowsGradApply};
+  static const KernelTable t{"scalar",      runsMoments,   runsGradSums, spanNormalize,
+                             spanGradApply, rowsMoments,   rowsNormalize, rowsGradSums,
+                             rowsGradApply, fence,         probeRead,     probeCopy,
+                             probeTriad};
   return t;
 }
 

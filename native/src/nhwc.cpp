@@ -22,7 +22,7 @@ struct Unit {
 
 std::vector<Unit> unitsOf(const TensorDims& d) {
   const std::size_t block = rowsPerBlock(d.c);
-  const std::size_t unitFloats = std::max<std::size_t>(std::size_t(1) << 14, 64 * d.c);
+  const std::size_t unitFloats = std::max<std::size_t>(kReduceUnitFloats, 4 * block * d.c);
   const std::size_t unitRows = block * std::max<std::size_t>(1, unitFloats / (block * d.c));
   std::vector<Unit> units;
   for (std::size_t g = 0; g < d.groups(); ++g) {
@@ -41,6 +41,19 @@ void forEachUnit(const TensorDims& d, const std::vector<Unit>& units, F&& task) 
   }
 }
 
+// The elementwise passes' units: about kUnitFloats of whole rows (a multiple of
+// 4) of one group, in memory order (measured 5-20% faster here than last to
+// first, even right after a statistics pass).
+std::vector<Unit> chunksOf(const TensorDims& d) {
+  const std::size_t rowsPer = std::max<std::size_t>(4, kUnitFloats / d.c / 4 * 4);
+  std::vector<Unit> chunks;
+  for (std::size_t g = 0; g < d.groups(); ++g) {
+    const std::size_t first = d.groupBegin(g) * d.spatial, end = first + d.groupSamples(g) * d.spatial;
+    for (std::size_t r = first; r < end; r += rowsPer) chunks.push_back({g, r, std::min(rowsPer, end - r)});
+  }
+  return chunks;
+}
+
 // Calls f(firstRow, rows) over blocks of at most rowsPerBlock(C) rows of a unit.
 template <class F>
 void forEachBlock(const Unit& u, std::size_t channels, F&& f) {
@@ -48,31 +61,42 @@ void forEachBlock(const Unit& u, std::size_t channels, F&& f) {
   for (std::size_t r = 0; r < u.rows; r += block) f(u.firstRow + r, std::min(block, u.rows - r));
 }
 
+// Repeats v (length c) with period c over c + kRowsPad entries.
+void padPeriodic(const float* v, std::size_t c, float* out) {
+  for (std::size_t i = 0; i < c + kRowsPad; ++i) out[i] = v[i % c];
+}
+
 // Float32 per-(group, channel) affine arrays for the row kernels.
 struct AffineArrays {
-  std::vector<float> meanHi, meanLo, scale, shift;
-  AffineArrays(const ForwardParams& p, const TensorDims& d) {
-    const std::size_t n = d.groups() * d.c;
+  std::size_t c;
+  std::vector<float> meanHi, meanLo, scale, shift;  // groups * c
+  std::vector<float> hiP, scaleP, shiftP;          // groups * (c + kRowsPad)
+  AffineArrays(const ForwardParams& p, const TensorDims& d) : c(d.c) {
+    const std::size_t n = d.groups() * c, np = d.groups() * (c + kRowsPad);
     meanHi.resize(n), meanLo.resize(n), scale.resize(n), shift.resize(n);
-    for (std::size_t g = 0; g < d.groups(); ++g)
-      for (std::size_t c = 0; c < d.c; ++c) {
-        const ChannelAffine a = affineOf(p, g, c, d.c);
-        const std::size_t i = g * d.c + c;
+    hiP.resize(np), scaleP.resize(np), shiftP.resize(np);
+    std::vector<float> folded(c);
+    for (std::size_t g = 0; g < d.groups(); ++g) {
+      for (std::size_t ch = 0; ch < c; ++ch) {
+        const ChannelAffine a = affineOf(p, g, ch, c);
+        const std::size_t i = g * c + ch;
         meanHi[i] = a.meanHi, meanLo[i] = a.meanLo, scale[i] = a.scale, shift[i] = a.shift;
+        folded[ch] = a.foldedShift;
       }
+      const std::size_t o = g * (c + kRowsPad);
+      padPeriodic(&meanHi[g * c], c, &hiP[o]);
+      padPeriodic(&scale[g * c], c, &scaleP[o]);
+      padPeriodic(folded.data(), c, &shiftP[o]);
+    }
   }
   // The means only (scale and shift 0): for kernels without a ReLU mask.
-  AffineArrays(const double* mean, const TensorDims& d) {
-    const std::size_t n = d.groups() * d.c;
-    meanHi.resize(n), meanLo.resize(n), scale.assign(n, 0.0f), shift.assign(n, 0.0f);
-    for (std::size_t g = 0; g < d.groups(); ++g)
-      for (std::size_t c = 0; c < d.c; ++c) {
-        const ChannelAffine a = centerOf(mean, g, c, d.c);
-        meanHi[g * d.c + c] = a.meanHi, meanLo[g * d.c + c] = a.meanLo;
-      }
+  static AffineArrays centered(const double* mean, const TensorDims& d) {
+    const std::vector<double> noScale(d.groups() * d.c, 0.0);
+    return AffineArrays(ForwardParams{mean, noScale.data(), nullptr, nullptr, false}, d);
   }
-  RowsAffine group(std::size_t g, std::size_t c) const {
-    return {&meanHi[g * c], &meanLo[g * c], &scale[g * c], &shift[g * c]};
+  RowsAffine group(std::size_t g) const {
+    const std::size_t o = g * (c + kRowsPad);
+    return {&meanHi[g * c], &meanLo[g * c], &scale[g * c], &shift[g * c], &hiP[o], &scaleP[o], &shiftP[o]};
   }
 };
 
@@ -81,16 +105,14 @@ struct AffineArrays {
 void moments(const KernelTable& k, const float* x, const TensorDims& d, double* mean, double* m2) {
   const std::size_t C = d.c;
   const std::vector<Unit> units = unitsOf(d);
-  std::vector<double> unitMean(units.size() * C), unitM2(units.size() * C);
+  std::vector<double> unitMean(units.size() * C, 0.0), unitM2(units.size() * C, 0.0);
   forEachUnit(d, units, [&](std::size_t u) {
     std::vector<float> scratch(4 * C);
-    std::vector<double> blockMean(C), blockM2(C);
     double* um = &unitMean[u * C];
     double* u2 = &unitM2[u * C];
     double count = 0;
     forEachBlock(units[u], C, [&](std::size_t row, std::size_t rows) {
-      k.rowsMoments(x + row * C, rows, C, scratch.data(), blockMean.data(), blockM2.data());
-      mergeMomentsArrays(C, count, um, u2, double(rows), blockMean.data(), blockM2.data(), um, u2);
+      k.rowsMoments(x + row * C, rows, C, scratch.data(), count, um, u2);
       count += double(rows);
     });
   });
@@ -105,26 +127,26 @@ void moments(const KernelTable& k, const float* x, const TensorDims& d, double* 
 
 void withStats(const KernelTable& k, const float* x, float* y, const TensorDims& d, ForwardParams p) {
   const AffineArrays affine(p, d);
-  const std::vector<Unit> units = unitsOf(d);
-  forEachUnit(d, units, [&](std::size_t u) {
-    const Unit& t = units[u];
-    k.rowsNormalize(x + t.firstRow * d.c, y + t.firstRow * d.c, t.rows, d.c, affine.group(t.group, d.c),
-                    p.relu);
+  const std::vector<Unit> chunks = chunksOf(d);
+  const bool stream = streamOutput(d.elements() * 2 * sizeof(float));
+  forEachUnit(d, chunks, [&](std::size_t i) {
+    const Unit& t = chunks[i];
+    k.rowsNormalize(x + t.firstRow * d.c, y + t.firstRow * d.c, t.rows, d.c, affine.group(t.group), p.relu, stream);
+    if (stream) k.fence();
   });
 }
 
-void backward(const KernelTable& k, const float* dy, const float* x, float* dx, const TensorDims& d,
-              BackwardParams p) {
+// Per-(group, channel) sums of dy and dy * (x - mean), masked by the ReLU when fused.
+static std::vector<GradSums> reduceGrads(const KernelTable& k, const float* dy, const float* x, const TensorDims& d,
+                                         const AffineArrays& affine, bool relu) {
   const std::size_t C = d.c;
-  const AffineArrays affine(p.fwd, d);
   const std::vector<Unit> units = unitsOf(d);
   std::vector<double> unitDy(units.size() * C, 0.0), unitDyXc(units.size() * C, 0.0);
   forEachUnit(d, units, [&](std::size_t u) {
     std::vector<float> scratch(2 * C);
-    const RowsAffine a = affine.group(units[u].group, C);
+    const RowsAffine a = affine.group(units[u].group);
     forEachBlock(units[u], C, [&](std::size_t row, std::size_t rows) {
-      k.rowsGradSums(dy + row * C, x + row * C, rows, C, a, p.fwd.relu, scratch.data(), &unitDy[u * C],
-                     &unitDyXc[u * C]);
+      k.rowsGradSums(dy + row * C, x + row * C, rows, C, a, relu, scratch.data(), &unitDy[u * C], &unitDyXc[u * C]);
     });
   });
   std::vector<GradSums> sums(d.groups() * C);
@@ -134,58 +156,64 @@ void backward(const KernelTable& k, const float* dy, const float* x, float* dx, 
       s.sumDy += unitDy[u * C + c];
       s.sumDyXc += unitDyXc[u * C + c];
     }
-  reduceAffineGrads(p, d.groups(), C, sums);
-  if (!dx) return;
-  std::vector<float> ga(sums.size()), gb(sums.size()), gc(sums.size());
-  for (std::size_t g = 0; g < d.groups(); ++g)
+  return sums;
+}
+
+// dx = a * dy + b * (x - mean) + c per (group, channel), in memory order.
+static void applyGrads(const KernelTable& k, const float* dy, const float* x, float* dx, const TensorDims& d,
+                       const AffineArrays& affine, const std::vector<ChannelGrad>& grad, bool relu) {
+  const std::size_t C = d.c;
+  const std::size_t n = grad.size(), np = d.groups() * (C + kRowsPad);
+  std::vector<float> ga(n), gb(n), gc(n), gaP(np), gbP(np), gcP(np), folded(C);
+  for (std::size_t g = 0; g < d.groups(); ++g) {
     for (std::size_t c = 0; c < C; ++c) {
-      const ChannelGrad q = gradOf(p, g, c, C, sums[g * C + c], double(d.groupSamples(g) * d.spatial));
+      const ChannelGrad& q = grad[g * C + c];
       ga[g * C + c] = q.a, gb[g * C + c] = q.b, gc[g * C + c] = q.c;
+      folded[c] = q.foldedC;
     }
-  forEachUnit(d, units, [&](std::size_t u) {
-    const Unit& t = units[u];
-    const std::size_t o = t.group * C;
-    k.rowsGradApply(dy + t.firstRow * C, x + t.firstRow * C, dx + t.firstRow * C, t.rows, C,
-                    affine.group(t.group, C), {&ga[o], &gb[o], &gc[o]}, p.fwd.relu);
+    const std::size_t o = g * (C + kRowsPad);
+    padPeriodic(&ga[g * C], C, &gaP[o]);
+    padPeriodic(&gb[g * C], C, &gbP[o]);
+    padPeriodic(folded.data(), C, &gcP[o]);
+  }
+  const bool stream = streamOutput(d.elements() * 3 * sizeof(float));
+  const std::vector<Unit> chunks = chunksOf(d);
+  forEachUnit(d, chunks, [&](std::size_t i) {
+    const Unit& t = chunks[i];
+    const std::size_t o = t.group * C, oP = t.group * (C + kRowsPad);
+    k.rowsGradApply(dy + t.firstRow * C, x + t.firstRow * C, dx + t.firstRow * C, t.rows, C, affine.group(t.group),
+                    {&ga[o], &gb[o], &gc[o], &gaP[oP], &gbP[oP], &gcP[oP]}, relu, stream);
+    if (stream) k.fence();
   });
+}
+
+void backward(const KernelTable& k, const float* dy, const float* x, float* dx, const TensorDims& d,
+              BackwardParams p) {
+  const AffineArrays affine(p.fwd, d);
+  const std::vector<GradSums> sums = reduceGrads(k, dy, x, d, affine, p.fwd.relu);
+  reduceAffineGrads(p, d.groups(), d.c, sums);
+  if (!dx) return;
+  std::vector<ChannelGrad> grad(sums.size());
+  for (std::size_t g = 0; g < d.groups(); ++g)
+    for (std::size_t c = 0; c < d.c; ++c)
+      grad[g * d.c + c] = gradOf(p, g, c, d.c, sums[g * d.c + c], double(d.groupSamples(g) * d.spatial));
+  applyGrads(k, dy, x, dx, d, affine, grad, p.fwd.relu);
 }
 
 void gradSums(const KernelTable& k, const float* dy, const float* x, const TensorDims& d, const double* mean,
               const double* invstd, double* sumDy, double* sumDyXhat) {
-  const std::size_t C = d.c;
-  const AffineArrays affine(mean, d);
-  const std::vector<Unit> units = unitsOf(d);
-  std::vector<double> unitDy(units.size() * C, 0.0), unitDyXc(units.size() * C, 0.0);
-  forEachUnit(d, units, [&](std::size_t u) {
-    std::vector<float> scratch(2 * C);
-    const RowsAffine a = affine.group(units[u].group, C);
-    forEachBlock(units[u], C, [&](std::size_t row, std::size_t rows) {
-      k.rowsGradSums(dy + row * C, x + row * C, rows, C, a, false, scratch.data(), &unitDy[u * C], &unitDyXc[u * C]);
-    });
-  });
-  std::fill(sumDy, sumDy + d.groups() * C, 0.0);
-  std::vector<double> dyXc(d.groups() * C, 0.0);
-  for (std::size_t u = 0; u < units.size(); ++u)
-    for (std::size_t c = 0; c < C; ++c) {
-      sumDy[units[u].group * C + c] += unitDy[u * C + c];
-      dyXc[units[u].group * C + c] += unitDyXc[u * C + c];
-    }
-  for (std::size_t i = 0; i < dyXc.size(); ++i) sumDyXhat[i] = dyXc[i] * invstd[i];
+  const std::vector<GradSums> sums = reduceGrads(k, dy, x, d, AffineArrays::centered(mean, d), false);
+  for (std::size_t i = 0; i < sums.size(); ++i) {
+    sumDy[i] = sums[i].sumDy;
+    sumDyXhat[i] = sums[i].sumDyXc * invstd[i];
+  }
 }
 
 void gradApply(const KernelTable& k, const float* dy, const float* x, float* dx, const TensorDims& d,
                const double* mean, const double* a, const double* b, const double* c) {
-  const std::size_t C = d.c;
-  const AffineArrays affine(mean, d);
-  std::vector<float> ga(d.groups() * C), gb(ga.size()), gc(ga.size());
-  for (std::size_t i = 0; i < ga.size(); ++i) ga[i] = float(a[i]), gb[i] = float(b[i]), gc[i] = float(c[i]);
-  const std::vector<Unit> units = unitsOf(d);
-  forEachUnit(d, units, [&](std::size_t u) {
-    const Unit& t = units[u];
-    const std::size_t o = t.group * C;
-    k.rowsGradApply(dy + t.firstRow * C, x + t.firstRow * C, dx + t.firstRow * C, t.rows, C, affine.group(t.group, C),
-                    {&ga[o], &gb[o], &gc[o]}, false);
-  });
+  std::vector<ChannelGrad> grad(d.groups() * d.c);
+  for (std::size_t i = 0; i < grad.size(); ++i) grad[i] = gradFromCoefficients(a[i], b[i], c[i], mean[i]);
+  applyGrads(k, dy, x, dx, d, AffineArrays::centered(mean, d), grad, false);
 }
 
 }  // namespace nhwc

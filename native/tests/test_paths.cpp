@@ -1,0 +1,198 @@
+// Code paths that the shape-driven tests of test_ops.cpp do not reach:
+// non-temporal output stores (forced for every size here, through
+// REBATCH_STREAM_MIN_BYTES=0 set before the library first reads it), outputs
+// and inputs at every alignment, NCHW runs that straddle vectors, and blocks
+// whose means are far apart (the one-pass shifted moments must then fall back
+// to the exact two-pass), for every ISA and thread counts 1 and 2. Tolerances
+// are those of test_ops.cpp.
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "check.h"
+#include "kernels.h"
+#include "rebatch/isa.h"
+#include "rebatch/ops.h"
+#include "rebatch/thread_pool.h"
+#include "reference.h"
+
+using namespace rebatch;
+
+namespace {
+
+const int kForceStreaming = [] {
+#if defined(_WIN32)
+  return _putenv_s("REBATCH_STREAM_MIN_BYTES", "0");
+#else
+  return setenv("REBATCH_STREAM_MIN_BYTES", "0", 1);
+#endif
+}();
+
+std::vector<const char*> isas() {
+  std::vector<const char*> out;
+  for (const char* name : {"scalar", "avx2", "neon"})
+    if (isaSupported(name)) out.push_back(name);
+  return out;
+}
+
+std::string describe(const TensorDims& d, const char* isa, std::size_t threads, std::size_t shift) {
+  return std::string(isa) + " threads=" + std::to_string(threads) + (d.layout == Layout::NCHW ? " NCHW " : " NHWC ") +
+         std::to_string(d.n) + "x" + std::to_string(d.c) + "x" + std::to_string(d.spatial) +
+         " offset=" + std::to_string(shift);
+}
+
+bool allNear(const float* got, const std::vector<double>& want, double rtol, double atol, const std::string& what) {
+  for (std::size_t i = 0; i < want.size(); ++i)
+    if (!check::near(got[i], want[i], rtol, atol))
+      return check::fail(__FILE__, __LINE__, what + ": element " + std::to_string(i) + " = " + std::to_string(got[i]) +
+                                                 ", want " + std::to_string(want[i]));
+  return true;
+}
+
+// Runs body(isa, threads) for every ISA and thread counts 1 and 2.
+template <class F>
+void forEveryIsaAndThreads(F&& body) {
+  for (const char* isa : isas()) {
+    CHECK(selectIsa(isa));
+    for (std::size_t threads : {1, 2}) {
+      setNumThreads(threads);
+      body(isa, threads);
+    }
+  }
+  selectIsa("scalar");
+  setNumThreads(2);
+}
+
+}  // namespace
+
+TEST(streamed_outputs_at_every_alignment_match_reference) {
+  CHECK(kForceStreaming == 0);
+  // Runs shorter than, equal to, and not a multiple of a vector; long runs; wide
+  // channels-last rows (the row-major reductions).
+  const std::vector<std::vector<std::size_t>> shapes = {
+      {3, 5, 37}, {4, 16, 200}, {2, 8, 1031}, {5, 24, 7}, {2, 3, 8}, {6, 40, 3}, {64, 9, 1}, {3, 128, 7}, {70, 136, 1}};
+  forEveryIsaAndThreads([&](const char* isa, std::size_t threads) {
+    for (const auto& s : shapes)
+      for (Layout layout : {Layout::NCHW, Layout::NHWC})
+        for (std::size_t shift : {0, 1, 3, 5}) {
+          const TensorDims d{s[0], s[1], s[2], layout, 0};
+          const std::string what = describe(d, isa, threads, shift);
+          const std::size_t n = d.elements();
+          // Inputs and outputs shift by different amounts, so no alignment is shared.
+          auto xs = ref::randomFloats(n + 8, n + shift, -2, 3);
+          auto dys = ref::randomFloats(n + 8, n + 2 * shift + 1);
+          std::vector<float> ys(n + 8, 7.0f), dxs(n + 8, 7.0f);
+          const float* x = xs.data() + (shift + 2) % 8;
+          const float* dy = dys.data() + (shift + 5) % 8;
+          float* y = ys.data() + shift;
+          float* dx = dxs.data() + (shift + 1) % 8;
+          const std::vector<float> xv(x, x + n), dyv(dy, dy + n);
+          const auto w = ref::randomFloats(d.c, 3, 0.5f, 1.5f), b = ref::randomFloats(d.c, 4, -0.5f, 0.5f);
+          std::vector<double> mean(d.c), invstd(d.c);
+          for (bool relu : {false, true}) {
+            if (!CHECK(batchNormTraining(x, y, d, w.data(), b.data(), 1e-5, relu, mean.data(), invstd.data()).ok()))
+              return;
+            const ref::Stats st = ref::moments(xv, d);
+            std::vector<double> wantInvstd(d.c);
+            for (std::size_t c = 0; c < d.c; ++c) wantInvstd[c] = 1 / std::sqrt(st.var[c] + 1e-5);
+            if (!allNear(y, ref::forward(xv, d, st.mean, wantInvstd, w.data(), b.data(), relu), 1e-5, 2e-5, what + " y"))
+              return;
+            // Nothing written outside the output.
+            for (std::size_t i = 0; i < ys.size(); ++i)
+              if (ys.data() + i < y || ys.data() + i >= y + n) CHECK(ys[i] == 7.0f);
+            CHECK(batchNormWithStats(x, y, d, mean.data(), invstd.data(), w.data(), b.data(), relu).ok());
+            if (!allNear(y, ref::forward(xv, d, mean, invstd, w.data(), b.data(), relu), 1e-5, 2e-5, what + " eval y"))
+              return;
+            std::vector<float> dw(d.c), db(d.c);
+            CHECK(batchNormBackward(dy, x, dx, d, mean.data(), invstd.data(), w.data(), b.data(), relu, true, dw.data(),
+                                    db.data()).ok());
+            const ref::Grads want = ref::backward(dyv, xv, d, mean, invstd, w.data(), b.data(), relu, true);
+            double scale = 0;
+            for (double v : want.dx) scale = std::max(scale, std::fabs(v));
+            if (!allNear(dx, want.dx, 1e-4, 1e-4 * scale + 1e-6, what + " dx")) return;
+            for (std::size_t i = 0; i < dxs.size(); ++i)
+              if (dxs.data() + i < dx || dxs.data() + i >= dx + n) CHECK(dxs[i] == 7.0f);
+          }
+        }
+  });
+}
+
+TEST(blocks_with_far_apart_means_keep_the_variance_exact) {
+  // Each sample's values sit 1000 apart with std ~1 inside a channel, so a
+  // block's mean is a poor shift for the next block; and each channel starts
+  // with outliers, so the mean of a block's first values is a poor shift too.
+  forEveryIsaAndThreads([&](const char* isa, std::size_t threads) {
+    for (std::size_t spatial : {std::size_t(1), std::size_t(150), std::size_t(2500)})
+      for (Layout layout : {Layout::NCHW, Layout::NHWC}) {
+        const TensorDims d{spatial == 1 ? std::size_t(400) : std::size_t(6), 10, spatial, layout, 0};
+        auto x = ref::randomFloats(d.elements(), 17, -1.7f, 1.7f);
+        for (std::size_t n = 0; n < d.n; ++n)
+          for (std::size_t c = 0; c < d.c; ++c)
+            for (std::size_t s = 0; s < d.spatial; ++s) {
+              float& v = x[ref::index(d, n, c, s)];
+              v += 1000.0f * float(n % 5) + 10.0f * float(c);
+              if (s < 16 && n == 0) v += 5000.0f;
+            }
+        const ref::Stats want = ref::moments(x, d);
+        std::vector<double> mean(d.c), m2(d.c);
+        CHECK(channelMoments(x.data(), d, mean.data(), m2.data()).ok());
+        const double count = double(d.n * d.spatial);
+        for (std::size_t c = 0; c < d.c; ++c)
+          if (!CHECK_NEAR(mean[c], want.mean[c], 1e-6, 1e-6) || !CHECK_NEAR(m2[c] / count, want.var[c], 1e-5, 0)) {
+            check::fail(__FILE__, __LINE__, describe(d, isa, threads, 0));
+            return;
+          }
+      }
+  });
+}
+
+TEST(moments_kernels_reject_a_far_shift) {
+  // The kernels try one pass shifted by a hint and must notice when the hint is
+  // far from the block's mean (here 1e6 for data of mean 3 and std 1): the
+  // result must still be the block's exact moments.
+  std::vector<const KernelTable*> tables = {&scalar::table()};
+#if defined(REBATCH_HAVE_AVX2)
+  if (isaSupported("avx2")) tables.push_back(&avx2::table());
+#endif
+#if defined(REBATCH_HAVE_NEON)
+  tables.push_back(&neon::table());
+#endif
+  auto x = ref::randomFloats(64 * 37, 5, 1.3f, 4.7f);
+  const float farHint = 1e6f;
+  for (const KernelTable* k : tables) {
+    const std::string isa = k->name;
+    for (std::size_t runLen : {std::size_t(5), std::size_t(37), std::size_t(1000)}) {
+      const std::size_t runs = runLen == 1000 ? 1 : 7, stride = runLen + 3;
+      std::vector<float> block;
+      for (std::size_t r = 0; r < runs; ++r) block.insert(block.end(), x.begin() + r * stride, x.begin() + r * stride + runLen);
+      double mean = 0, m2 = 0;
+      for (float v : block) mean += v;
+      mean /= double(block.size());
+      for (float v : block) m2 += (v - mean) * (v - mean);
+      const Moments got = k->runsMoments(x.data(), runLen, runs, stride, &farHint);
+      if (!CHECK_NEAR(got.mean, mean, 1e-6, 0) || !CHECK_NEAR(got.m2, m2, 1e-5, 0))
+        check::fail(__FILE__, __LINE__, isa + " runsMoments runLen=" + std::to_string(runLen));
+    }
+    for (std::size_t c : {std::size_t(3), std::size_t(8), std::size_t(37)}) {
+      const std::size_t rows = kMaxRowBlock;
+      std::vector<float> scratch(4 * c);
+      // A running mean of 1e6 over a negligible count: the merged result is the block's own moments.
+      std::vector<double> mean(c, 1e6), m2(c, 0.0);
+      k->rowsMoments(x.data(), rows, c, scratch.data(), 1e-300, mean.data(), m2.data());
+      for (std::size_t ch = 0; ch < c; ++ch) {
+        double mu = 0, q = 0;
+        for (std::size_t r = 0; r < rows; ++r) mu += x[r * c + ch];
+        mu /= double(rows);
+        for (std::size_t r = 0; r < rows; ++r) q += (x[r * c + ch] - mu) * (x[r * c + ch] - mu);
+        if (!CHECK_NEAR(mean[ch], mu, 1e-6, 0) || !CHECK_NEAR(m2[ch], q, 1e-5, 0)) {
+          check::fail(__FILE__, __LINE__, isa + " rowsMoments c=" + std::to_string(c));
+          break;
+        }
+      }
+    }
+  }
+}
+
+CHECK_MAIN()
