@@ -1,8 +1,11 @@
 // Each layout's implementation of the ops, called by ops.cpp after validation.
-// nchw.cpp walks (group, channel) slabs of strided runs; nhwc.cpp walks fixed
+// nchw.cpp walks blocks of strided runs per channel; nhwc.cpp walks fixed
 // row ranges with vectors across channels. Both split work by the tensor's
 // dims only, never by the thread count, so results do not depend on it.
 #pragma once
+#include <vector>
+
+#include "kernels.h"
 #include "rebatch/types.h"
 
 namespace rebatch {
@@ -56,30 +59,40 @@ bool streamOutput(std::size_t bytesTouched);
 // Target floats per unit of the NCHW reductions (whole sample-blocks).
 constexpr std::size_t kReduceUnitFloats = 1 << 18;
 
+// NCHW without spatial dims is rows of C floats, exactly like channels last: nhwc:: serves both.
+inline bool rowsLayout(const TensorDims& d) { return d.layout == Layout::NHWC || d.spatial == 1; }
+
+// backward.cpp: the backward and its halves over either layout (called by ops.cpp after validation).
+void backwardPasses(const float* dy, const float* x, float* dx, const TensorDims& d, const BackwardParams& p);
+void gradSumsPass(const float* dy, const float* x, const TensorDims& d, const double* mean, const double* invstd,
+                  double* sumDy, double* sumDyXhat);
+void gradApplyPass(const float* dy, const float* x, float* dx, const TensorDims& d, const double* mean,
+                   const double* a, const double* b, const double* c);
+
 namespace nchw {
 void moments(const KernelTable& k, const float* x, const TensorDims& d, double* mean, double* m2);
 void training(const KernelTable& k, const float* x, float* y, const TensorDims& d, double eps,
               ForwardParams p, double* saveMean, double* saveInvstd);
 void withStats(const KernelTable& k, const float* x, float* y, const TensorDims& d, ForwardParams p);
-void backward(const KernelTable& k, const float* dy, const float* x, float* dx, const TensorDims& d,
-              BackwardParams p);
-// The backward's two halves (ops.h: batchNormGradSums / batchNormGradApply).
-void gradSums(const KernelTable& k, const float* dy, const float* x, const TensorDims& d, const double* mean,
-              const double* invstd, double* sumDy, double* sumDyXhat);
-void gradApply(const KernelTable& k, const float* dy, const float* x, float* dx, const TensorDims& d,
-               const double* mean, const double* a, const double* b, const double* c);
+// The backward's two passes (composed in backward.cpp): per-(group, channel)
+// sums of dy and dy * (x - mean), ReLU-masked when p.relu; then
+// dx = a * dy + b * (x - mean) + c with grad[g * C + c].
+std::vector<GradSums> reduceGrads(const KernelTable& k, const float* dy, const float* x, const TensorDims& d,
+                                  const ForwardParams& p);
+void applyGrads(const KernelTable& k, const float* dy, const float* x, float* dx, const TensorDims& d,
+                const ForwardParams& p, const std::vector<ChannelGrad>& grad);
 }  // namespace nchw
 
 namespace nhwc {
 void moments(const KernelTable& k, const float* x, const TensorDims& d, double* mean, double* m2);
 void withStats(const KernelTable& k, const float* x, float* y, const TensorDims& d, ForwardParams p);
-void backward(const KernelTable& k, const float* dy, const float* x, float* dx, const TensorDims& d,
-              BackwardParams p);
-// The backward's two halves (ops.h: batchNormGradSums / batchNormGradApply).
-void gradSums(const KernelTable& k, const float* dy, const float* x, const TensorDims& d, const double* mean,
-              const double* invstd, double* sumDy, double* sumDyXhat);
-void gradApply(const KernelTable& k, const float* dy, const float* x, float* dx, const TensorDims& d,
-               const double* mean, const double* a, const double* b, const double* c);
+// The backward's two passes (composed in backward.cpp): per-(group, channel)
+// sums of dy and dy * (x - mean), ReLU-masked when p.relu; then
+// dx = a * dy + b * (x - mean) + c with grad[g * C + c].
+std::vector<GradSums> reduceGrads(const KernelTable& k, const float* dy, const float* x, const TensorDims& d,
+                                  const ForwardParams& p);
+void applyGrads(const KernelTable& k, const float* dy, const float* x, float* dx, const TensorDims& d,
+                const ForwardParams& p, const std::vector<ChannelGrad>& grad);
 }  // namespace nhwc
 
 }  // namespace rebatch

@@ -188,8 +188,10 @@ void withStats(const KernelTable& k, const float* x, float* y, const TensorDims&
 }
 
 // Per-(group, channel) sums of dy and dy * (x - mean), masked by the ReLU when fused.
-static std::vector<GradSums> reduceGrads(const KernelTable& k, const float* dy, const float* x, const TensorDims& d,
-                                         const std::vector<ChannelAffine>& affine, bool relu) {
+std::vector<GradSums> reduceGrads(const KernelTable& k, const float* dy, const float* x, const TensorDims& d,
+                                  const ForwardParams& p) {
+  const std::vector<ChannelAffine> affine = affineTable(p, d);
+  const bool relu = p.relu;
   const Blocking b(d);
   const std::vector<Unit> units = unitsOf(d, b);
   std::vector<GradSums> slots(units.size() * d.c);
@@ -214,49 +216,16 @@ static std::vector<GradSums> reduceGrads(const KernelTable& k, const float* dy, 
 }
 
 // dx = a * dy + b * (x - mean) + c per (group, channel), in memory order.
-static void applyGrads(const KernelTable& k, const float* dy, const float* x, float* dx, const TensorDims& d,
-                       const std::vector<ChannelAffine>& affine, const std::vector<ChannelGrad>& grad, bool relu) {
+void applyGrads(const KernelTable& k, const float* dy, const float* x, float* dx, const TensorDims& d,
+                const ForwardParams& p, const std::vector<ChannelGrad>& grad) {
+  const std::vector<ChannelAffine> affine = affineTable(p, d);
+  const bool relu = p.relu;
   const bool stream = streamOutput(d.elements() * 3 * sizeof(float));
   forEachSpan(k, d, stream, [&](std::size_t g, std::size_t first, std::size_t runs) {
     const std::size_t off = first * d.spatial;
     k.spanGradApply(dy + off, x + off, dx + off, d.spatial, runs, &affine[g * d.c], &grad[g * d.c], first % d.c, d.c,
                     relu, stream);
   });
-}
-
-// The means alone (scale and shift 0): what the backward halves need, without a ReLU mask.
-static std::vector<ChannelAffine> centeredTable(const double* mean, const TensorDims& d) {
-  const std::vector<double> noScale(d.groups() * d.c, 0.0);
-  return affineTable(ForwardParams{mean, noScale.data(), nullptr, nullptr, false}, d);
-}
-
-void backward(const KernelTable& k, const float* dy, const float* x, float* dx, const TensorDims& d,
-              BackwardParams p) {
-  const std::vector<ChannelAffine> affine = affineTable(p.fwd, d);
-  const std::vector<GradSums> sums = reduceGrads(k, dy, x, d, affine, p.fwd.relu);
-  reduceAffineGrads(p, d.groups(), d.c, sums);
-  if (!dx) return;
-  std::vector<ChannelGrad> grad(sums.size());
-  for (std::size_t g = 0; g < d.groups(); ++g)
-    for (std::size_t c = 0; c < d.c; ++c)
-      grad[g * d.c + c] = gradOf(p, g, c, d.c, sums[g * d.c + c], double(d.groupSamples(g) * d.spatial));
-  applyGrads(k, dy, x, dx, d, affine, grad, p.fwd.relu);
-}
-
-void gradSums(const KernelTable& k, const float* dy, const float* x, const TensorDims& d, const double* mean,
-              const double* invstd, double* sumDy, double* sumDyXhat) {
-  const std::vector<GradSums> sums = reduceGrads(k, dy, x, d, centeredTable(mean, d), false);
-  for (std::size_t i = 0; i < sums.size(); ++i) {
-    sumDy[i] = sums[i].sumDy;
-    sumDyXhat[i] = sums[i].sumDyXc * invstd[i];
-  }
-}
-
-void gradApply(const KernelTable& k, const float* dy, const float* x, float* dx, const TensorDims& d,
-               const double* mean, const double* a, const double* b, const double* c) {
-  std::vector<ChannelGrad> grad(d.groups() * d.c);
-  for (std::size_t i = 0; i < grad.size(); ++i) grad[i] = gradFromCoefficients(a[i], b[i], c[i], mean[i]);
-  applyGrads(k, dy, x, dx, d, centeredTable(mean, d), grad, false);
 }
 
 }  // namespace nchw

@@ -89,11 +89,6 @@ struct AffineArrays {
       padPeriodic(folded.data(), c, &shiftP[o]);
     }
   }
-  // The means only (scale and shift 0): for kernels without a ReLU mask.
-  static AffineArrays centered(const double* mean, const TensorDims& d) {
-    const std::vector<double> noScale(d.groups() * d.c, 0.0);
-    return AffineArrays(ForwardParams{mean, noScale.data(), nullptr, nullptr, false}, d);
-  }
   RowsAffine group(std::size_t g) const {
     const std::size_t o = g * (c + kRowsPad);
     return {&meanHi[g * c], &meanLo[g * c], &scale[g * c], &shift[g * c], &hiP[o], &scaleP[o], &shiftP[o]};
@@ -137,8 +132,10 @@ void withStats(const KernelTable& k, const float* x, float* y, const TensorDims&
 }
 
 // Per-(group, channel) sums of dy and dy * (x - mean), masked by the ReLU when fused.
-static std::vector<GradSums> reduceGrads(const KernelTable& k, const float* dy, const float* x, const TensorDims& d,
-                                         const AffineArrays& affine, bool relu) {
+std::vector<GradSums> reduceGrads(const KernelTable& k, const float* dy, const float* x, const TensorDims& d,
+                                  const ForwardParams& p) {
+  const AffineArrays affine(p, d);
+  const bool relu = p.relu;
   const std::size_t C = d.c;
   const std::vector<Unit> units = unitsOf(d);
   std::vector<double> unitDy(units.size() * C, 0.0), unitDyXc(units.size() * C, 0.0);
@@ -160,8 +157,10 @@ static std::vector<GradSums> reduceGrads(const KernelTable& k, const float* dy, 
 }
 
 // dx = a * dy + b * (x - mean) + c per (group, channel), in memory order.
-static void applyGrads(const KernelTable& k, const float* dy, const float* x, float* dx, const TensorDims& d,
-                       const AffineArrays& affine, const std::vector<ChannelGrad>& grad, bool relu) {
+void applyGrads(const KernelTable& k, const float* dy, const float* x, float* dx, const TensorDims& d,
+                const ForwardParams& p, const std::vector<ChannelGrad>& grad) {
+  const AffineArrays affine(p, d);
+  const bool relu = p.relu;
   const std::size_t C = d.c;
   const std::size_t n = grad.size(), np = d.groups() * (C + kRowsPad);
   std::vector<float> ga(n), gb(n), gc(n), gaP(np), gbP(np), gcP(np), folded(C);
@@ -185,35 +184,6 @@ static void applyGrads(const KernelTable& k, const float* dy, const float* x, fl
                     {&ga[o], &gb[o], &gc[o], &gaP[oP], &gbP[oP], &gcP[oP]}, relu, stream);
     if (stream) k.fence();
   });
-}
-
-void backward(const KernelTable& k, const float* dy, const float* x, float* dx, const TensorDims& d,
-              BackwardParams p) {
-  const AffineArrays affine(p.fwd, d);
-  const std::vector<GradSums> sums = reduceGrads(k, dy, x, d, affine, p.fwd.relu);
-  reduceAffineGrads(p, d.groups(), d.c, sums);
-  if (!dx) return;
-  std::vector<ChannelGrad> grad(sums.size());
-  for (std::size_t g = 0; g < d.groups(); ++g)
-    for (std::size_t c = 0; c < d.c; ++c)
-      grad[g * d.c + c] = gradOf(p, g, c, d.c, sums[g * d.c + c], double(d.groupSamples(g) * d.spatial));
-  applyGrads(k, dy, x, dx, d, affine, grad, p.fwd.relu);
-}
-
-void gradSums(const KernelTable& k, const float* dy, const float* x, const TensorDims& d, const double* mean,
-              const double* invstd, double* sumDy, double* sumDyXhat) {
-  const std::vector<GradSums> sums = reduceGrads(k, dy, x, d, AffineArrays::centered(mean, d), false);
-  for (std::size_t i = 0; i < sums.size(); ++i) {
-    sumDy[i] = sums[i].sumDy;
-    sumDyXhat[i] = sums[i].sumDyXc * invstd[i];
-  }
-}
-
-void gradApply(const KernelTable& k, const float* dy, const float* x, float* dx, const TensorDims& d,
-               const double* mean, const double* a, const double* b, const double* c) {
-  std::vector<ChannelGrad> grad(d.groups() * d.c);
-  for (std::size_t i = 0; i < grad.size(); ++i) grad[i] = gradFromCoefficients(a[i], b[i], c[i], mean[i]);
-  applyGrads(k, dy, x, dx, d, AffineArrays::centered(mean, d), grad, false);
 }
 
 }  // namespace nhwc

@@ -15,8 +15,6 @@
 namespace rebatch {
 namespace {
 
-// NCHW without spatial dims is rows of C floats, exactly like channels last.
-bool rowsLayout(const TensorDims& d) { return d.layout == Layout::NHWC || d.spatial == 1; }
 
 template <class F>
 Status guarded(F&& f) {
@@ -106,8 +104,7 @@ Status batchNormBackward(const float* dy, const float* x, float* dx, const Tenso
   if (!dy || !x || !mean || !invstd) return Status::Invalid("null pointer");
   const BackwardParams p{{mean, invstd, weight, bias, relu}, training, dweight, dbias};
   return guarded([&] {
-    if (rowsLayout(d)) nhwc::backward(activeKernels(), dy, x, dx, d, p);
-    else nchw::backward(activeKernels(), dy, x, dx, d, p);
+    backwardPasses(dy, x, dx, d, p);
   });
 }
 
@@ -117,8 +114,7 @@ Status batchNormGradSums(const float* dy, const float* x, const TensorDims& d, c
   if (!s.ok()) return s;
   if (!dy || !x || !mean || !invstd || !sumDy || !sumDyXhat) return Status::Invalid("null pointer");
   return guarded([&] {
-    if (rowsLayout(d)) nhwc::gradSums(activeKernels(), dy, x, d, mean, invstd, sumDy, sumDyXhat);
-    else nchw::gradSums(activeKernels(), dy, x, d, mean, invstd, sumDy, sumDyXhat);
+    gradSumsPass(dy, x, d, mean, invstd, sumDy, sumDyXhat);
   });
 }
 
@@ -128,8 +124,7 @@ Status batchNormGradApply(const float* dy, const float* x, float* dx, const Tens
   if (!s.ok()) return s;
   if (!dy || !x || !dx || !mean || !a || !b || !c) return Status::Invalid("null pointer");
   return guarded([&] {
-    if (rowsLayout(d)) nhwc::gradApply(activeKernels(), dy, x, dx, d, mean, a, b, c);
-    else nchw::gradApply(activeKernels(), dy, x, dx, d, mean, a, b, c);
+    gradApplyPass(dy, x, dx, d, mean, a, b, c);
   });
 }
 
