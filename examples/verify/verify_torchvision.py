@@ -27,40 +27,17 @@ BATCH = 16
 os.makedirs(WORK, exist_ok=True)
 
 
-def bns(model):
-    return [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+# PyTorch's own population statistics (train() forward hooks, float64): the same
+# reference the committed CLI fixtures are made with.
+sys.path.insert(0, os.path.join(ROOT, 'test', 'fixtures', 'onnx'))
+from make_onnx_fixtures import bn_modules as bns, reference_stats  # noqa: E402
 
 
 def torch_population(model, data):
-    layers = bns(model)
-    per = [[] for _ in layers]
-    hooks = []
-    for k, m in enumerate(layers):
-        def hook(mod, inp, k=k):
-            x = inp[0].detach().double()
-            dims = [0] + list(range(2, x.dim()))
-            per[k].append((x.numel() // x.shape[1], x.mean(dims), x.var(dims, unbiased=False)))
-        hooks.append(m.register_forward_pre_hook(hook))
-    saved = [(m.running_mean.clone(), m.running_var.clone()) for m in layers]
-    model.train()
-    with torch.no_grad():
-        for s in range(0, len(data), BATCH):
-            model(torch.from_numpy(data[s:s + BATCH]))
-    model.eval()
-    for h in hooks:
-        h.remove()
-    for m, (rm, rv) in zip(layers, saved):
-        m.running_mean.data, m.running_var.data = rm, rv
-    out = {}
-    for k, b in enumerate(per):
-        n = sum(x[0] for x in b)
-        mean = sum(x[0] * x[1] for x in b) / n
-        var = sum(x[0] * (x[2] + x[1] ** 2) for x in b) / n - mean ** 2
-        out.setdefault('pooled', []).append((mean.numpy(), var.numpy()))
-        bm = sum(x[1] for x in b) / len(b)
-        bv = sum(x[2] * x[0] / (x[0] - 1) for x in b) / len(b)
-        out.setdefault('batch-average', []).append((bm.numpy(), bv.numpy()))
-    return out
+    """{'pooled' | 'batch-average': [(mean, var) per BN layer]} over batches of BATCH samples."""
+    stats = reference_stats(model, data)
+    return {estimator: [(np.array(s[key]['mean']), np.array(s[key]['var'])) for s in stats]
+            for estimator, key in (('pooled', 'pooled'), ('batch-average', 'batch_average'))}
 
 
 def written_stats(path):
