@@ -72,6 +72,21 @@ struct GradSums {
   double sumDyXc = 0;   // sum of dy * (x - mean)
 };
 
+// A block's moments from its sums of x - m and (x - m)^2 (shift m, n values):
+// exact in exact arithmetic for any shift, and from float32 sums as accurate
+// as the two-pass when m is within a fraction of a standard deviation of the
+// block's mean -- which shiftIsClose checks: n (mean - m)^2 <= M2 / 4, i.e.
+// q <= 1.25 * M2, so the rounding of q costs at most 25% more than with the
+// block's own mean as the shift. False for NaN.
+inline bool shiftIsClose(double n, double dsum, double qsum) { return 5 * dsum * dsum <= n * qsum; }
+inline Moments fromShifted(double n, float shift, double dsum, double qsum) {
+  const double m2 = qsum - dsum * dsum / n;
+  return {n, double(shift) + dsum / n, m2 > 0 ? m2 : 0};
+}
+
+// Scratch floats per run that runSums needs (two vectors of the widest ISA).
+constexpr std::size_t kRunSumsScratch = 16;
+
 struct KernelTable {
   const char* name;
 
@@ -83,6 +98,13 @@ struct KernelTable {
   // see shiftIsClose in simd_kernels.inl); else the exact two-pass.
   Moments (*runsMoments)(const float* x, std::size_t runLen, std::size_t runs, std::size_t stride,
                          const float* hint);
+  // `samples` samples, sampleStride floats apart, each `runs` runs of runLen
+  // floats back to back (its channels): adds the sums of x - shift[r] and
+  // (x - shift[r])^2 over run r of every sample into dsum[r] and qsum[r], in
+  // float64. scratch: kRunSumsScratch * runs floats. The caller checks each
+  // channel's block with shiftIsClose.
+  void (*runSums)(const float* x, std::size_t runLen, std::size_t runs, std::size_t samples,
+                  std::size_t sampleStride, const float* shift, float* scratch, double* dsum, double* qsum);
   // Block of at most kGradBlock floats; the ReLU mask is recomputed from x and p.
   GradSums (*runsGradSums)(const float* dy, const float* x, std::size_t runLen, std::size_t runs,
                            std::size_t stride, ChannelAffine p, bool relu);

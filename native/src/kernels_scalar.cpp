@@ -33,6 +33,17 @@ Moments runsMoments(const float* x, std::size_t runLen, std::size_t runs, std::s
   return {n, mean + dsum / n, m2 > 0 ? m2 : 0};
 }
 
+void runSums(const float* x, std::size_t runLen, std::size_t runs, std::size_t samples, std::size_t sampleStride,
+             const float* shift, float*, double* dsum, double* qsum) {
+  for (std::size_t s = 0; s < samples; ++s)
+    for (std::size_t r = 0; r < runs; ++r)
+      for (std::size_t i = 0; i < runLen; ++i) {
+        const double d = double(x[s * sampleStride + r * runLen + i]) - double(shift[r]);
+        dsum[r] += d;
+        qsum[r] += d * d;
+      }
+}
+
 void runsNormalize(const float* x, float* y, std::size_t len, ChannelAffine p, bool relu) {
   for (std::size_t i = 0; i < len; ++i) {
     double v = centered(x[i], p) * p.scale + p.shift;
@@ -133,7 +144,7 @@ void probeTriad(const float* a, const float* b, float* out, std::size_t n, bool)
 }  // namespace
 
 const KernelTable& table() {
-  static const KernelTable t{"scalar",      runsMoments,   runsGradSums, spanNormalize,
+  static const KernelTable t{"scalar",      runsMoments,   runSums,       runsGradSums, spanNormalize,
                              spanGradApply, rowsMoments,   rowsNormalize, rowsGradSums,
                              rowsGradApply, fence,         probeRead,     probeCopy,
                              probeTriad};

@@ -108,19 +108,6 @@ inline void shiftedSums(const float* x, std::size_t runLen, std::size_t runs, st
   qsum = acc.qsum;
 }
 
-// Moments of a block from its shifted sums: exact in exact arithmetic for any
-// shift m, and in float32 as accurate as the two-pass when m is within a
-// fraction of a standard deviation of the block's mean.
-inline Moments fromShifted(double n, float shift, double dsum, double qsum) {
-  const double m2 = qsum - dsum * dsum / n;
-  return {n, double(shift) + dsum / n, m2 > 0 ? m2 : 0};
-}
-
-// Whether the shifted sums may stand for the two-pass: n (mean - m)^2 <= M2 / 4,
-// i.e. q <= 1.25 * M2, so the rounding of q costs at most 25% more than with
-// the block's own mean as the shift. False for NaN.
-inline bool shiftIsClose(double n, double dsum, double qsum) { return 5 * dsum * dsum <= n * qsum; }
-
 Moments runsMoments(const float* x, std::size_t runLen, std::size_t runs, std::size_t stride, const float* hint) {
   const double n = double(runLen * runs);
   double dsum, qsum;
@@ -154,6 +141,43 @@ Moments runsMoments(const float* x, std::size_t runLen, std::size_t runs, std::s
   const float approxMean = float(V::hsum(sum4(s0, s1, s2, s3)) / n);
   shiftedSums(x, runLen, runs, stride, approxMean, dsum, qsum);
   return fromShifted(n, approxMean, dsum, qsum);
+}
+
+void runSums(const float* x, std::size_t runLen, std::size_t runs, std::size_t samples, std::size_t sampleStride,
+             const float* shift, float* scratch, double* dsum, double* qsum) {
+  ShiftedAcc acc;
+  acc.clear();
+  if (runLen > kFlushFloats) {  // long runs: each run's sums flushed on their own
+    for (std::size_t s = 0; s < samples; ++s)
+      for (std::size_t r = 0; r < runs; ++r) {
+        const float* p = x + s * sampleStride + r * runLen;
+        const T m = V::set1(shift[r]);
+        acc.dsum = dsum[r], acc.qsum = qsum[r];
+        flushedWalk(runLen, 1, runLen, [&](std::size_t o, std::size_t len) { acc.span(p + o, len, m); }, [&] { acc.flush(); });
+        dsum[r] = acc.dsum, qsum[r] = acc.qsum;
+      }
+    return;
+  }
+  // Short runs: each run's four chains are summed into its channel's float32
+  // lanes in scratch (d then q), flushed to float64 every kFlushFloats values
+  // per channel -- a horizontal sum per run would cost a third of the time.
+  const std::size_t perFlush = kFlushFloats / runLen;  // samples
+  for (std::size_t s0 = 0; s0 < samples; s0 += perFlush) {
+    for (std::size_t i = 0; i < 2 * W * runs; ++i) scratch[i] = 0;
+    const std::size_t s1 = std::min(samples, s0 + perFlush);
+    for (std::size_t s = s0; s < s1; ++s)
+      for (std::size_t r = 0; r < runs; ++r) {
+        acc.span(x + s * sampleStride + r * runLen, runLen, V::set1(shift[r]));
+        float* lanes = scratch + 2 * W * r;
+        V::store(lanes, V::add(V::load(lanes), sum4(acc.d0, acc.d1, acc.d2, acc.d3)));
+        V::store(lanes + W, V::add(V::load(lanes + W), sum4(acc.q0, acc.q1, acc.q2, acc.q3)));
+        acc.clear();
+      }
+    for (std::size_t r = 0; r < runs; ++r) {
+      dsum[r] += V::hsum(V::load(scratch + 2 * W * r));
+      qsum[r] += V::hsum(V::load(scratch + 2 * W * r + W));
+    }
+  }
 }
 
 // y = (x - mean) * scale + shift as fma(x - hi, scale, shift - lo * scale)
@@ -719,7 +743,7 @@ void probeTriad(const float* a, const float* b, float* out, std::size_t n, bool 
 }
 
 const KernelTable& simdTable() {
-  static const KernelTable t{V::kName,     runsMoments,   runsGradSums, spanNormalize,
+  static const KernelTable t{V::kName,     runsMoments,   runSums,       runsGradSums, spanNormalize,
                              spanGradApply, rowsMoments,   rowsNormalize, rowsGradSums,
                              rowsGradApply, V::fence,     probeRead,     probeCopy,
                              probeTriad};
