@@ -54,10 +54,9 @@ std::vector<Unit> chunksOf(const TensorDims& d) {
   return chunks;
 }
 
-// Calls f(firstRow, rows) over blocks of at most rowsPerBlock(C) rows of a unit.
+// Calls f(firstRow, rows) over blocks of at most `block` rows of a unit.
 template <class F>
-void forEachBlock(const Unit& u, std::size_t channels, F&& f) {
-  const std::size_t block = rowsPerBlock(channels);
+void forEachBlock(const Unit& u, std::size_t block, F&& f) {
   for (std::size_t r = 0; r < u.rows; r += block) f(u.firstRow + r, std::min(block, u.rows - r));
 }
 
@@ -102,11 +101,11 @@ void moments(const KernelTable& k, const float* x, const TensorDims& d, double* 
   const std::vector<Unit> units = unitsOf(d);
   std::vector<double> unitMean(units.size() * C, 0.0), unitM2(units.size() * C, 0.0);
   forEachUnit(d, units, [&](std::size_t u) {
-    std::vector<float> scratch(4 * C);
+    std::vector<float> scratch(kRowMomentsScratch * C);
     double* um = &unitMean[u * C];
     double* u2 = &unitM2[u * C];
     double count = 0;
-    forEachBlock(units[u], C, [&](std::size_t row, std::size_t rows) {
+    forEachBlock(units[u], kRowMomentsBlock, [&](std::size_t row, std::size_t rows) {
       k.rowsMoments(x + row * C, rows, C, scratch.data(), count, um, u2);
       count += double(rows);
     });
@@ -142,7 +141,7 @@ std::vector<GradSums> reduceGrads(const KernelTable& k, const float* dy, const f
   forEachUnit(d, units, [&](std::size_t u) {
     std::vector<float> scratch(2 * C);
     const RowsAffine a = affine.group(units[u].group);
-    forEachBlock(units[u], C, [&](std::size_t row, std::size_t rows) {
+    forEachBlock(units[u], rowsPerBlock(C), [&](std::size_t row, std::size_t rows) {
       k.rowsGradSums(dy + row * C, x + row * C, rows, C, a, relu, scratch.data(), &unitDy[u * C], &unitDyXc[u * C]);
     });
   });

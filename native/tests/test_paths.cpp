@@ -159,7 +159,7 @@ TEST(moments_kernels_reject_a_far_shift) {
 #if defined(REBATCH_HAVE_NEON)
   tables.push_back(&neon::table());
 #endif
-  auto x = ref::randomFloats(64 * 37, 5, 1.3f, 4.7f);
+  auto x = ref::randomFloats(kRowMomentsBlock * 64, 5, 1.3f, 4.7f);
   const float farHint = 1e6f;
   for (const KernelTable* k : tables) {
     const std::string isa = k->name;
@@ -175,9 +175,10 @@ TEST(moments_kernels_reject_a_far_shift) {
       if (!CHECK_NEAR(got.mean, mean, 1e-6, 0) || !CHECK_NEAR(got.m2, m2, 1e-5, 0))
         check::fail(__FILE__, __LINE__, isa + " runsMoments runLen=" + std::to_string(runLen));
     }
-    for (std::size_t c : {std::size_t(3), std::size_t(8), std::size_t(37)}) {
-      const std::size_t rows = kMaxRowBlock;
-      std::vector<float> scratch(4 * c);
+    // c = 64: the row-major path of wide rows (256 rows: flushed lanes).
+    for (std::size_t c : {std::size_t(3), std::size_t(8), std::size_t(37), std::size_t(64)}) {
+      const std::size_t rows = c == 64 ? kRowMomentsBlock : kMaxRowBlock;
+      std::vector<float> scratch(kRowMomentsScratch * c);
       // A running mean of 1e6 over a negligible count: the merged result is the block's own moments.
       std::vector<double> mean(c, 1e6), m2(c, 0.0);
       k->rowsMoments(x.data(), rows, c, scratch.data(), 1e-300, mean.data(), m2.data());
