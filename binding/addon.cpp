@@ -157,18 +157,6 @@ Napi::Value async(const Napi::CallbackInfo& info, const char* name) {
   return runAsync(info.Env(), std::make_unique<O>(info), name);
 }
 
-Napi::Value InvstdFromVariance(const Napi::CallbackInfo& info) {
-  Args op;
-  const double* var;
-  double* out;
-  const std::size_t n = info[0].IsTypedArray() ? info[0].As<Napi::TypedArray>().ElementLength() : 0;
-  op.input(info[0], "variance", n, &var);
-  const double eps = numberArg(info[1], "eps");
-  op.output(info[2], "invstd", n, &out);
-  rebatch::invstdFromVariance(var, n, eps, out);
-  return info.Env().Undefined();
-}
-
 template <class F>
 void updateRunning(const Napi::CallbackInfo& info, std::size_t c) {
   Args op;
@@ -259,7 +247,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
      [](const Napi::CallbackInfo& i) -> Napi::Value { return async<BackwardOp>(i, "batchNormBackwardAsync"); });
   fn("batchNormGradSums", sync<GradSumsOp>);
   fn("batchNormGradApply", sync<GradApplyOp>);
-  fn("invstdFromVariance", InvstdFromVariance);
   fn("updateRunningStats", UpdateRunningStats);
   fn("mergeMoments", MergeMoments);
   fn("kernelTimes", KernelTimes);

@@ -37,7 +37,6 @@ export interface NativeAddon {
     weight: F32 | null, bias: F32 | null, relu: boolean, training: boolean, dweight: F32, dbias: F32): Promise<void>;
   batchNormGradSums(dy: F32, x: F32, dims: NativeDims, mean: F64, invstd: F64, sumDy: F64, sumDyXhat: F64): void;
   batchNormGradApply(dy: F32, x: F32, dx: F32, dims: NativeDims, mean: F64, a: F64, b: F64, c: F64): void;
-  invstdFromVariance(variance: F64, eps: number, invstd: F64): void;
   updateRunningStats(runningMean: F32 | F64, runningVar: F32 | F64, mean: F64, m2: F64, count: number,
     momentum: number): void;
   mergeMoments(countA: number, meanA: F64, m2A: F64, countB: number, meanB: F64, m2B: F64, meanOut: F64,

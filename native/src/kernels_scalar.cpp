@@ -1,6 +1,7 @@
 // The specification: plain loops in float64. Every SIMD kernel must agree with
 // these within float32 rounding; native/tests compare them.
 #include <cstddef>
+#include <vector>
 
 #include "kernels.h"
 
@@ -92,10 +93,24 @@ ChannelAffine channelOf(const RowsAffine& p, std::size_t ch) {
   return {p.meanHi[ch], p.meanLo[ch], p.scale[ch], p.shift[ch], 0.0f};  // the spec does not fold
 }
 
+// The two-pass of runsMoments, row by row (a column walk per channel would
+// read the block c times).
 void rowsMoments(const float* x, std::size_t rows, std::size_t c, float*, double count,
                  double* mean, double* m2) {
+  std::vector<double> blockMean(c, 0.0), dsum(c, 0.0), q(c, 0.0);
+  for (std::size_t r = 0; r < rows; ++r)
+    for (std::size_t ch = 0; ch < c; ++ch) blockMean[ch] += x[r * c + ch];
+  for (double& m : blockMean) m /= double(rows);
+  for (std::size_t r = 0; r < rows; ++r)
+    for (std::size_t ch = 0; ch < c; ++ch) {
+      const double d = x[r * c + ch] - blockMean[ch];
+      dsum[ch] += d;
+      q[ch] += d * d;
+    }
+  const double n = double(rows);
   for (std::size_t ch = 0; ch < c; ++ch) {
-    const Moments m = chanMerge({count, mean[ch], m2[ch]}, runsMoments(x + ch, 1, rows, c, nullptr));
+    const double m2b = q[ch] - dsum[ch] * dsum[ch] / n;  // removes the first-order error of the mean
+    const Moments m = chanMerge({count, mean[ch], m2[ch]}, {n, blockMean[ch] + dsum[ch] / n, m2b > 0 ? m2b : 0});
     mean[ch] = m.mean;
     m2[ch] = m.m2;
   }

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "kernels.h"
+#include "rebatch/thread_pool.h"
 #include "rebatch/types.h"
 
 namespace rebatch {
@@ -28,11 +29,26 @@ struct BackwardParams {
   float* dbias;    // C or null
 };
 
-// Below this many elements (1 MiB of floats) an op runs on the calling thread:
-// on the project's machine two threads were measured slower than one on a
-// 0.5 MiB tensor (256x512: ~20 us per op, of which a pool dispatch and the
+// Below this many elements (1 MiB of floats) a reduction runs on the calling
+// thread: on the project's machine two threads were measured slower than one
+// on a 0.5 MiB tensor (256x512: ~20 us per op, of which a pool dispatch and the
 // merge of partial results take a good part), and faster from 3 MiB on.
 constexpr std::size_t kParallelMinElements = 1 << 18;
+// The elementwise passes (normalization, dx) have nothing to merge: two
+// threads measured faster than one from 64k elements (256x512 eval kernel:
+// 12.6 us on one thread, 6.3 us on two).
+constexpr std::size_t kParallelMinElementwise = 1 << 16;
+
+// Runs task(i) for i in [0, count): on the pool when the tensor has at least
+// minElements elements, else on the calling thread.
+template <class F>
+void forEachUnit(std::size_t elements, std::size_t minElements, std::size_t count, F&& task) {
+  if (elements < minElements) {
+    for (std::size_t i = 0; i < count; ++i) task(i);
+  } else {
+    parallelFor(count, task);
+  }
+}
 // Floats per unit of work when a tensor is walked in memory order (measured:
 // 64k beats 16k by up to 10% with two threads, equal with one).
 constexpr std::size_t kUnitFloats = 1 << 16;
@@ -71,8 +87,9 @@ void gradApplyPass(const float* dy, const float* x, float* dx, const TensorDims&
 
 namespace nchw {
 void moments(const KernelTable& k, const float* x, const TensorDims& d, double* mean, double* m2);
-void training(const KernelTable& k, const float* x, float* y, const TensorDims& d, double eps,
-              ForwardParams p, double* saveMean, double* saveInvstd);
+// Statistics by statsK, normalization by k.
+void training(const KernelTable& statsK, const KernelTable& k, const float* x, float* y, const TensorDims& d,
+              double eps, ForwardParams p, double* saveMean, double* saveInvstd);
 void withStats(const KernelTable& k, const float* x, float* y, const TensorDims& d, ForwardParams p);
 // The backward's two passes (composed in backward.cpp): per-(group, channel)
 // sums of dy and dy * (x - mean), ReLU-masked when p.relu; then

@@ -30,16 +30,6 @@ namespace rebatch {
 namespace nchw {
 namespace {
 
-// Runs task(i) for i in [0, count), in parallel when the tensor is large.
-template <class F>
-void forEachUnit(const TensorDims& d, std::size_t count, F&& task) {
-  if (d.elements() < kParallelMinElements) {
-    for (std::size_t i = 0; i < count; ++i) task(i);
-  } else {
-    parallelFor(count, task);
-  }
-}
-
 // The blocking of the reductions, from the dims alone.
 struct Blocking {
   std::size_t samplesPerBlock;  // consecutive samples whose runs form one block (1 for long runs)
@@ -147,7 +137,7 @@ void groupMoments(const KernelTable& k, const float* x, const TensorDims& d, std
   const Blocking b(d, kRunBlock);
   const std::vector<Unit> units = unitsOf(d, b);
   std::vector<Moments> slots(units.size() * d.c);
-  forEachUnit(d, units.size(), [&](std::size_t u) { unitMoments(k, x, d, b, units[u], &slots[u * d.c]); });
+  forEachUnit(d.elements(), kParallelMinElements, units.size(), [&](std::size_t u) { unitMoments(k, x, d, b, units[u], &slots[u * d.c]); });
   out.assign(d.groups() * d.c, Moments());
   for (std::size_t u = 0; u < units.size(); ++u)
     for (std::size_t c = 0; c < d.c; ++c) {
@@ -171,7 +161,7 @@ void forEachSpan(const KernelTable& k, const TensorDims& d, bool stream, F&& f) 
     const std::size_t first = d.groupBegin(g) * d.c, end = first + d.groupSamples(g) * d.c;
     for (std::size_t r = first; r < end; r += perUnit) spans.push_back({g, r, std::min(perUnit, end - r)});
   }
-  forEachUnit(d, spans.size(), [&](std::size_t i) {
+  forEachUnit(d.elements(), kParallelMinElementwise, spans.size(), [&](std::size_t i) {
     const Span& s = spans[i];
     f(s.group, s.first, s.runs);
     if (stream) k.fence();
@@ -203,10 +193,10 @@ static void normalize(const KernelTable& k, const float* x, float* y, const Tens
   });
 }
 
-void training(const KernelTable& k, const float* x, float* y, const TensorDims& d, double eps,
-              ForwardParams p, double* saveMean, double* saveInvstd) {
+void training(const KernelTable& statsK, const KernelTable& k, const float* x, float* y, const TensorDims& d,
+              double eps, ForwardParams p, double* saveMean, double* saveInvstd) {
   std::vector<Moments> m;
-  groupMoments(k, x, d, m);
+  groupMoments(statsK, x, d, m);
   for (std::size_t i = 0; i < m.size(); ++i) {
     saveMean[i] = m[i].mean;
     saveInvstd[i] = 1.0 / std::sqrt(m[i].m2 / m[i].count + eps);
@@ -229,7 +219,7 @@ std::vector<GradSums> reduceGrads(const KernelTable& k, const float* dy, const f
   const std::vector<Unit> units = unitsOf(d, b);
   std::vector<GradSums> slots(units.size() * d.c);
   const std::size_t stride = d.c * d.spatial;
-  forEachUnit(d, units.size(), [&](std::size_t u) {
+  forEachUnit(d.elements(), kParallelMinElements, units.size(), [&](std::size_t u) {
     GradSums* s = &slots[u * d.c];
     const ChannelAffine* a = &affine[units[u].group * d.c];
     forEachBlock(d, b, units[u], 0, d.c, x, dy, [&](std::size_t c, std::size_t off, std::size_t len, std::size_t runs) {

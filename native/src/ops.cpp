@@ -28,6 +28,17 @@ Status guarded(F&& f) {
   }
 }
 
+// Statistics over fewer values per channel than this are computed by the
+// float64 specification kernels: the float32 rounding of each x - shift in the
+// SIMD kernels averages out only over many values (the mean's error is about
+// u * std / sqrt(n): 1e-8 * std at n = 36, where PyTorch, accumulating in
+// float64, is exact), and groups this small cost little either way.
+constexpr std::size_t kExactStatsMaxValues = 256;
+
+const KernelTable& statsKernels(const TensorDims& d) {
+  return d.samplesPerGroup() * d.spatial < kExactStatsMaxValues ? scalar::table() : activeKernels();
+}
+
 bool everyGroupHasMoreThanOne(const TensorDims& d) {
   for (std::size_t g = 0; g < d.groups(); ++g)
     if (d.groupSamples(g) * d.spatial < 2) return false;
@@ -51,8 +62,8 @@ Status channelMoments(const float* x, const TensorDims& d, double* mean, double*
   if (!s.ok()) return s;
   if (!x || !mean || !m2) return Status::Invalid("null pointer");
   return guarded([&] {
-    if (rowsLayout(d)) nhwc::moments(activeKernels(), x, d, mean, m2);
-    else nchw::moments(activeKernels(), x, d, mean, m2);
+    if (rowsLayout(d)) nhwc::moments(statsKernels(d), x, d, mean, m2);
+    else nchw::moments(statsKernels(d), x, d, mean, m2);
   });
 }
 
@@ -68,12 +79,12 @@ Status batchNormTraining(const float* x, float* y, const TensorDims& d, const fl
   return guarded([&] {
     const KernelTable& k = activeKernels();
     if (!rowsLayout(d)) {
-      nchw::training(k, x, y, d, eps, p, saveMean, saveInvstd);
+      nchw::training(statsKernels(d), k, x, y, d, eps, p, saveMean, saveInvstd);
       return;
     }
     // The whole tensor does not stay in cache here: statistics first, then a second pass.
     std::vector<double> m2(d.groups() * d.c);
-    nhwc::moments(k, x, d, saveMean, m2.data());
+    nhwc::moments(statsKernels(d), x, d, saveMean, m2.data());
     for (std::size_t g = 0; g < d.groups(); ++g) {
       const double count = double(d.groupSamples(g) * d.spatial);
       for (std::size_t c = 0; c < d.c; ++c)

@@ -16,12 +16,7 @@ constexpr std::size_t kChunk = std::size_t(1) << 16;
 template <class F>
 void chunked(std::size_t n, F&& f) {
   const std::size_t chunks = (n + kChunk - 1) / kChunk;
-  auto one = [&](std::size_t i) { f(i * kChunk, std::min(kChunk, n - i * kChunk)); };
-  if (n < kParallelMinElements) {
-    for (std::size_t i = 0; i < chunks; ++i) one(i);
-  } else {
-    parallelFor(chunks, one);
-  }
+  forEachUnit(n, kParallelMinElements, chunks, [&](std::size_t i) { f(i * kChunk, std::min(kChunk, n - i * kChunk)); });
 }
 
 }  // namespace
