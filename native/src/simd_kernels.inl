@@ -777,9 +777,33 @@ void rowsGradSums(const float* dy, const float* x, std::size_t rows, std::size_t
   else rowsGradSumsT<false>(dy, x, rows, c, p, scratch, sumDy, sumDyXc);
 }
 
+// Rows of whole vectors with plain stores: two rows per load of a channel
+// vector's six parameters (the span walk loads them for every output vector:
+// six of its eight loads); measured ~10% faster at 256x512, and slower with
+// streaming stores (two rows' partial lines in flight) and in the
+// normalization at 64x256x14x14 on two threads, which therefore keep the span.
+template <bool Relu>
+void rowsGradApplyPairs(const float* dy, const float* x, float* dx, std::size_t rows, std::size_t c,
+                        const RowsAffine& p, const RowsGrad& g) {
+  for (std::size_t r = 0; r < rows; r += 2) {
+    const bool pair = r + 1 < rows;
+    for (std::size_t ch = 0; ch < c; ch += W) {
+      const T hi = V::load(p.hiP + ch), ga = V::load(g.aP + ch), gb = V::load(g.bP + ch), gc = V::load(g.cP + ch);
+      const T s = Relu ? V::load(p.scaleP + ch) : V::zero(), b = Relu ? V::load(p.shiftP + ch) : V::zero();
+      const std::size_t o = r * c + ch;
+      V::store(dx + o, gradOut<Relu>(V::load(dy + o), V::load(x + o), hi, s, b, ga, gb, gc));
+      if (pair) V::store(dx + o + c, gradOut<Relu>(V::load(dy + o + c), V::load(x + o + c), hi, s, b, ga, gb, gc));
+    }
+  }
+}
+
 template <bool Relu, bool Stream>
 void rowsGradApplyT(const float* dy, const float* x, float* dx, std::size_t rows, std::size_t c,
                     const RowsAffine& p, const RowsGrad& g) {
+  if (!Stream && c % W == 0) {
+    rowsGradApplyPairs<Relu>(dy, x, dx, rows, c, p, g);
+    return;
+  }
   std::size_t ch = 0;
   storeSpan<Stream>(dx, rows * c, [&](std::size_t i, std::size_t k) {
     const T v = gradOut<Relu>(loadK(dy + i, k), loadK(x + i, k), V::load(p.hiP + ch),
@@ -790,36 +814,8 @@ void rowsGradApplyT(const float* dy, const float* x, float* dx, std::size_t rows
   });
 }
 
-// Rows of whole vectors, two rows per load of a channel vector's six
-// parameters (the span walk loads them for every vector: six loads per output
-// vector); measured ~15% faster at 256x512. Streams only to a W-aligned dx.
-template <bool Relu, bool Stream>
-void rowsGradApplyPairs(const float* dy, const float* x, float* dx, std::size_t rows, std::size_t c,
-                        const RowsAffine& p, const RowsGrad& g) {
-  for (std::size_t r = 0; r < rows; r += 2) {
-    const bool pair = r + 1 < rows;
-    for (std::size_t ch = 0; ch < c; ch += W) {
-      const T hi = V::load(p.hiP + ch), ga = V::load(g.aP + ch), gb = V::load(g.bP + ch), gc = V::load(g.cP + ch);
-      const T s = Relu ? V::load(p.scaleP + ch) : V::zero(), b = Relu ? V::load(p.shiftP + ch) : V::zero();
-      const std::size_t o = r * c + ch;
-      put<Stream>(dx + o, gradOut<Relu>(V::load(dy + o), V::load(x + o), hi, s, b, ga, gb, gc));
-      if (pair) put<Stream>(dx + o + c, gradOut<Relu>(V::load(dy + o + c), V::load(x + o + c), hi, s, b, ga, gb, gc));
-    }
-  }
-}
-
 void rowsGradApply(const float* dy, const float* x, float* dx, std::size_t rows, std::size_t c,
                    RowsAffine p, RowsGrad g, bool relu, bool stream) {
-  if (c % W == 0 && (!stream || reinterpret_cast<std::uintptr_t>(dx) % (W * sizeof(float)) == 0)) {
-    if (stream) {
-      if (relu) rowsGradApplyPairs<true, true>(dy, x, dx, rows, c, p, g);
-      else rowsGradApplyPairs<false, true>(dy, x, dx, rows, c, p, g);
-    } else {
-      if (relu) rowsGradApplyPairs<true, false>(dy, x, dx, rows, c, p, g);
-      else rowsGradApplyPairs<false, false>(dy, x, dx, rows, c, p, g);
-    }
-    return;
-  }
   if (stream) {
     if (relu) rowsGradApplyT<true, true>(dy, x, dx, rows, c, p, g);
     else rowsGradApplyT<false, true>(dy, x, dx, rows, c, p, g);
