@@ -37,9 +37,10 @@ void backwardPasses(const float* dy, const float* x, float* dx, const TensorDims
   reduceAffineGrads(p, d.groups(), d.c, sums);
   if (!dx) return;
   std::vector<ChannelGrad> grad(sums.size());
-  for (std::size_t g = 0; g < d.groups(); ++g)
-    for (std::size_t c = 0; c < d.c; ++c)
-      grad[g * d.c + c] = gradOf(p, g, c, d.c, sums[g * d.c + c], double(d.groupSamples(g) * d.spatial));
+  for (std::size_t g = 0; g < d.groups(); ++g) {
+    const double invCount = 1.0 / double(d.groupSamples(g) * d.spatial);
+    for (std::size_t c = 0; c < d.c; ++c) grad[g * d.c + c] = gradOf(p, g, c, d.c, sums[g * d.c + c], invCount);
+  }
   applyGrads(dy, x, dx, d, p.fwd, grad);
 }
 

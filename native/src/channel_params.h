@@ -36,13 +36,15 @@ inline ChannelGrad gradFromCoefficients(double a, double b, double c, double mea
   return {float(a), cb, cc, float(double(cc) - double(cb) * lo)};
 }
 
+// invCount: 1 / the number of values per channel of the group.
 inline ChannelGrad gradOf(const BackwardParams& p, std::size_t group, std::size_t c,
-                          std::size_t channels, const GradSums& s, double count) {
+                          std::size_t channels, const GradSums& s, double invCount) {
   const std::size_t gc = group * channels + c;
   const double invstd = p.fwd.invstd[gc];
   const double a = (p.fwd.weight ? double(p.fwd.weight[c]) : 1.0) * invstd;
   if (!p.training) return {float(a), 0.0f, 0.0f, 0.0f};
-  return gradFromCoefficients(a, -a * invstd * invstd * s.sumDyXc / count, -a * s.sumDy / count, p.fwd.mean[gc]);
+  const double ac = a * invCount;
+  return gradFromCoefficients(a, -ac * invstd * invstd * s.sumDyXc, -ac * s.sumDy, p.fwd.mean[gc]);
 }
 
 // dweight = sum over groups of sum(dy * xhat); dbias = sum of dy; groups

@@ -57,16 +57,37 @@ void padPeriodic(const float* v, std::size_t c, float* out) {
   for (std::size_t i = c; i < c + kRowsPad; ++i) out[i] = out[i - c];
 }
 
+// Float arrays carved from one allocation: an op needs several per-channel
+// arrays, and at a few hundred channels their mallocs and frees were a
+// measurable part of a small tensor's call.
+class FloatArrays {
+ public:
+  explicit FloatArrays(std::size_t total) : storage_(total) {}
+  float* take(std::size_t n) {
+    float* p = storage_.data() + used_;
+    used_ += n;
+    return p;
+  }
+
+ private:
+  std::vector<float> storage_;
+  std::size_t used_ = 0;
+};
+
 // Float32 per-(group, channel) affine arrays for the row kernels.
 struct AffineArrays {
-  std::size_t c;
-  std::vector<float> meanHi, meanLo, scale, shift;  // groups * c
-  std::vector<float> hiP, scaleP, shiftP;          // groups * (c + kRowsPad)
-  AffineArrays(const ForwardParams& p, const TensorDims& d) : c(d.c) {
-    const std::size_t n = d.groups() * c, np = d.groups() * (c + kRowsPad);
-    meanHi.resize(n), meanLo.resize(n), scale.resize(n), shift.resize(n);
-    hiP.resize(np), scaleP.resize(np), shiftP.resize(np);
-    std::vector<float> folded(c);
+  std::size_t c, n, np;  // channels; groups * c; groups * (c + kRowsPad)
+  FloatArrays arrays;
+  float* meanHi = arrays.take(n);
+  float* meanLo = arrays.take(n);
+  float* scale = arrays.take(n);
+  float* shift = arrays.take(n);
+  float* hiP = arrays.take(np);
+  float* scaleP = arrays.take(np);
+  float* shiftP = arrays.take(np);
+  float* folded = arrays.take(c);
+  AffineArrays(const ForwardParams& p, const TensorDims& d)
+      : c(d.c), n(d.groups() * d.c), np(d.groups() * (d.c + kRowsPad)), arrays(4 * n + 3 * np + c) {
     for (std::size_t g = 0; g < d.groups(); ++g) {
       for (std::size_t ch = 0; ch < c; ++ch) {
         const ChannelAffine a = affineOf(p, g, ch, c);
@@ -77,7 +98,7 @@ struct AffineArrays {
       const std::size_t o = g * (c + kRowsPad);
       padPeriodic(&meanHi[g * c], c, &hiP[o]);
       padPeriodic(&scale[g * c], c, &scaleP[o]);
-      padPeriodic(folded.data(), c, &shiftP[o]);
+      padPeriodic(folded, c, &shiftP[o]);
     }
   }
   RowsAffine group(std::size_t g) const {
@@ -154,7 +175,9 @@ void applyGrads(const KernelTable& k, const float* dy, const float* x, float* dx
   const bool relu = p.relu;
   const std::size_t C = d.c;
   const std::size_t n = grad.size(), np = d.groups() * (C + kRowsPad);
-  std::vector<float> ga(n), gb(n), gc(n), gaP(np), gbP(np), gcP(np), folded(C);
+  FloatArrays arrays(3 * n + 3 * np + C);
+  float *ga = arrays.take(n), *gb = arrays.take(n), *gc = arrays.take(n);
+  float *gaP = arrays.take(np), *gbP = arrays.take(np), *gcP = arrays.take(np), *folded = arrays.take(C);
   for (std::size_t g = 0; g < d.groups(); ++g) {
     for (std::size_t c = 0; c < C; ++c) {
       const ChannelGrad& q = grad[g * C + c];
@@ -164,7 +187,7 @@ void applyGrads(const KernelTable& k, const float* dy, const float* x, float* dx
     const std::size_t o = g * (C + kRowsPad);
     padPeriodic(&ga[g * C], C, &gaP[o]);
     padPeriodic(&gb[g * C], C, &gbP[o]);
-    padPeriodic(folded.data(), C, &gcP[o]);
+    padPeriodic(folded, C, &gcP[o]);
   }
   const bool stream = streamOutput(d.elements() * 3 * sizeof(float));
   const std::vector<Unit> chunks = chunksOf(d);
