@@ -3,8 +3,9 @@
 //
 // Reductions (moments, the backward's sums) cut each channel into blocks of at
 // most kRunBlock (moments) or kGradBlock (backward) floats: pieces of one run,
-// or whole runs of a few consecutive samples. Blocks are visited sample-block by sample-block, channel after
-// channel inside one, so memory is read as a few sequential streams; a unit of
+// or whole runs of a few consecutive samples. Blocks are visited sample-block
+// by sample-block, channel after channel inside one, so memory is read as a
+// few sequential streams (moments of short runs: see unitMoments); a unit of
 // work is a range of sample-blocks of one group, and each unit reduces into its
 // own per-channel slot. Slots are merged in unit order, so the results depend
 // on the dims only, never on the thread count.
@@ -66,8 +67,7 @@ std::vector<Unit> unitsOf(const TensorDims& d, const Blocking& b) {
 }
 
 // Calls f(c, offset, runLen, runs) over the unit's blocks, sample-block-major;
-// base (and base2) are the tensors the blocks will read, for prefetching the
-// scattered short runs ahead (null: no prefetching here).
+// base (and base2) are the tensors the blocks will read, for prefetching.
 template <class F>
 void forEachBlock(const TensorDims& d, const Blocking& b, const Unit& u, std::size_t c0, std::size_t c1,
                   const float* base, const float* base2, F&& f) {
@@ -76,7 +76,7 @@ void forEachBlock(const TensorDims& d, const Blocking& b, const Unit& u, std::si
     const std::size_t runs = std::min(b.samplesPerBlock, end - n);
     for (std::size_t c = c0; c < c1; ++c) {
       const std::size_t off = (n * d.c + c) * d.spatial;
-      if (base && runs > 1 && c + 2 < c1 && b.prefetch)  // the runs of the channel after next: short, scattered streams
+      if (runs > 1 && c + 2 < c1 && b.prefetch)  // the runs of the channel after next: short, scattered streams
         for (std::size_t r = 0; r < runs; ++r) {
           const std::size_t ahead = off + 2 * d.spatial + r * d.c * d.spatial;
           prefetchSpan(base + ahead, d.spatial);
@@ -106,7 +106,7 @@ void unitMoments(const KernelTable& k, const float* x, const TensorDims& d, cons
                  Moments* m) {
   const std::size_t stride = d.c * d.spatial;
   if (b.samplesPerBlock == 1) {
-    forEachBlock(d, b, u, 0, d.c, nullptr, nullptr, [&](std::size_t c, std::size_t off, std::size_t len, std::size_t runs) {
+    forEachBlock(d, b, u, 0, d.c, x, nullptr, [&](std::size_t c, std::size_t off, std::size_t len, std::size_t runs) {
       const float hint = float(m[c].mean);
       m[c] = chanMerge(m[c], k.runsMoments(x + off, len, runs, stride, m[c].count > 0 ? &hint : nullptr));
     });
@@ -118,7 +118,8 @@ void unitMoments(const KernelTable& k, const float* x, const TensorDims& d, cons
   const std::size_t end = u.n0 + u.samples;
   for (std::size_t n = u.n0; n < end; n += b.samplesPerBlock) {
     const std::size_t runs = std::min(b.samplesPerBlock, end - n);
-    for (std::size_t c = 0; c < d.c; ++c) shift[c] = m[c].count > 0 ? float(m[c].mean) : firstValuesMean(x + (n * d.c + c) * d.spatial, d.spatial);
+    for (std::size_t c = 0; c < d.c; ++c)
+      shift[c] = m[c].count > 0 ? float(m[c].mean) : firstValuesMean(x + (n * d.c + c) * d.spatial, d.spatial);
     std::fill(dsum.begin(), dsum.end(), 0.0);
     std::fill(qsum.begin(), qsum.end(), 0.0);
     k.runSums(x + n * stride, d.spatial, d.c, runs, stride, shift.data(), scratch.data(), dsum.data(), qsum.data());
