@@ -65,11 +65,13 @@ inline void prefetchSpan(const float* p, std::size_t n) {
 // with non-temporal stores: for tensors too large for the output to stay in
 // cache anyway, where skipping the read-for-ownership of every output line
 // saves a third of the traffic. On the project's machine (a VM whose 32 MiB L3
-// is shared with its neighbours) one thread gains up to 2x from streaming at
-// 25 MiB touched (NHWC training forward), while two threads, which can pull
-// more from L3 with plain stores, gain only from ~38 MiB: hence 16 MiB for one
-// thread, 32 MiB for more. Cache sizes reported inside VMs are not
-// trustworthy, hence fixed values; REBATCH_STREAM_MIN_BYTES overrides both.
+// is shared with its neighbours), from 32 MiB touched: below it plain stores
+// measured faster for one thread as for two (25 MiB touched, 12.8 MB tensors:
+// eval NCHW 0.86-0.90 -> 0.90-1.07 of the copy probe, training forward 5-8%
+// faster; the copy probe itself: plain 91-97 GB/s, non-temporal 80-85), and
+// streaming wins from ~38 MiB (50 MiB touched: non-temporal copy 73 GB/s,
+// plain 63). Cache sizes reported inside VMs are not trustworthy, hence a
+// fixed value; REBATCH_STREAM_MIN_BYTES overrides it.
 bool streamOutput(std::size_t bytesTouched);
 
 // Target floats per unit of the NCHW reductions (whole sample-blocks).

@@ -2,17 +2,12 @@
 #include <cstdlib>
 
 #include "layout_ops.h"
-#include "rebatch/thread_pool.h"
 
 namespace rebatch {
 namespace {
 
-// Measured on the project's machine (see layout_ops.h): one thread writes
-// large outputs faster with streaming stores from 25 MiB touched; two threads
-// get more from the shared L3 with plain stores up to ~26 MiB, and gain from
-// streaming again at ~38 MiB and beyond.
-constexpr std::size_t kOneThreadMinBytes = std::size_t(16) << 20;
-constexpr std::size_t kThreadsMinBytes = std::size_t(32) << 20;
+// See layout_ops.h.
+constexpr std::size_t kStreamMinBytes = std::size_t(32) << 20;
 
 long long envMinBytes() {
   static const long long bytes = [] {
@@ -31,7 +26,7 @@ long long envMinBytes() {
 bool streamOutput(std::size_t bytesTouched) {
   const long long env = envMinBytes();
   if (env >= 0) return bytesTouched >= static_cast<unsigned long long>(env);
-  return bytesTouched >= (numThreads() > 1 ? kThreadsMinBytes : kOneThreadMinBytes);
+  return bytesTouched >= kStreamMinBytes;
 }
 
 }  // namespace rebatch
