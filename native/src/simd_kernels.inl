@@ -22,7 +22,6 @@
 // This file has no include guard on purpose: it is included once per ISA namespace.
 
 using T = V::T;
-
 constexpr std::size_t W = V::W;
 
 inline T sum4(T a, T b, T c, T d) { return V::add(V::add(a, b), V::add(c, d)); }
