@@ -101,7 +101,7 @@ struct KernelTable {
   // by the hint (the channel's mean so far; null: the mean of the block's
   // first values), kept only when the shift proves within half a standard
   // deviation of the block's mean (then as accurate as the exact two-pass;
-  // see shiftIsClose in simd_kernels.inl); else the exact two-pass.
+  // see shiftIsClose above); else the exact two-pass.
   Moments (*runsMoments)(const float* x, std::size_t runLen, std::size_t runs, std::size_t stride,
                          const float* hint);
   // `samples` samples, sampleStride floats apart, each `runs` runs of runLen

@@ -17,6 +17,14 @@ inline double maskedDy(float dy, double xc, const ChannelAffine& p, bool relu) {
   return relu && xc * p.scale + p.shift <= 0 ? 0.0 : double(dy);
 }
 
+// The second pass's result: n values around `mean` with deviations summing to
+// dsum and squares to q; subtracting dsum^2 / n removes the first-order error
+// of `mean`.
+Moments fromDeviations(double n, double mean, double dsum, double q) {
+  const double m2 = q - dsum * dsum / n;
+  return {n, mean + dsum / n, m2 > 0 ? m2 : 0};
+}
+
 Moments runsMoments(const float* x, std::size_t runLen, std::size_t runs, std::size_t stride, const float*) {
   const double n = double(runLen * runs);
   double sum = 0;
@@ -30,8 +38,7 @@ Moments runsMoments(const float* x, std::size_t runLen, std::size_t runs, std::s
       dsum += d;
       m2 += d * d;
     }
-  m2 -= dsum * dsum / n;  // removes the first-order error of `mean`
-  return {n, mean + dsum / n, m2 > 0 ? m2 : 0};
+  return fromDeviations(n, mean, dsum, m2);
 }
 
 void runSums(const float* x, std::size_t runLen, std::size_t runs, std::size_t samples, std::size_t sampleStride,
@@ -107,10 +114,8 @@ void rowsMoments(const float* x, std::size_t rows, std::size_t c, float*, double
       dsum[ch] += d;
       q[ch] += d * d;
     }
-  const double n = double(rows);
   for (std::size_t ch = 0; ch < c; ++ch) {
-    const double m2b = q[ch] - dsum[ch] * dsum[ch] / n;  // removes the first-order error of the mean
-    const Moments m = chanMerge({count, mean[ch], m2[ch]}, {n, blockMean[ch] + dsum[ch] / n, m2b > 0 ? m2b : 0});
+    const Moments m = chanMerge({count, mean[ch], m2[ch]}, fromDeviations(double(rows), blockMean[ch], dsum[ch], q[ch]));
     mean[ch] = m.mean;
     m2[ch] = m.m2;
   }

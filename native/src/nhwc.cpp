@@ -57,37 +57,32 @@ void padPeriodic(const float* v, std::size_t c, float* out) {
   for (std::size_t i = c; i < c + kRowsPad; ++i) out[i] = out[i - c];
 }
 
-// Float arrays carved from one allocation: an op needs several per-channel
-// arrays, and at a few hundred channels their mallocs and frees were a
-// measurable part of a small tensor's call.
+// Float arrays of the given lengths carved from one allocation: an op needs
+// several per-channel arrays, and at a few hundred channels their mallocs and
+// frees were a measurable part of a small tensor's call. at(i) is array i.
+template <std::size_t K>
 class FloatArrays {
  public:
-  explicit FloatArrays(std::size_t total) : storage_(total) {}
-  float* take(std::size_t n) {
-    float* p = storage_.data() + used_;
-    used_ += n;
-    return p;
+  explicit FloatArrays(const std::size_t (&lengths)[K]) {
+    std::size_t total = 0;
+    for (std::size_t i = 0; i < K; ++i) offsets_[i] = total, total += lengths[i];
+    storage_.resize(total);
   }
+  float* at(std::size_t i) { return storage_.data() + offsets_[i]; }
 
  private:
+  std::size_t offsets_[K];
   std::vector<float> storage_;
-  std::size_t used_ = 0;
 };
 
 // Float32 per-(group, channel) affine arrays for the row kernels.
 struct AffineArrays {
   std::size_t c, n, np;  // channels; groups * c; groups * (c + kRowsPad)
-  FloatArrays arrays;
-  float* meanHi = arrays.take(n);
-  float* meanLo = arrays.take(n);
-  float* scale = arrays.take(n);
-  float* shift = arrays.take(n);
-  float* hiP = arrays.take(np);
-  float* scaleP = arrays.take(np);
-  float* shiftP = arrays.take(np);
-  float* folded = arrays.take(c);
+  FloatArrays<8> arrays{{n, n, n, n, np, np, np, c}};
+  float *meanHi = arrays.at(0), *meanLo = arrays.at(1), *scale = arrays.at(2), *shift = arrays.at(3);
+  float *hiP = arrays.at(4), *scaleP = arrays.at(5), *shiftP = arrays.at(6), *folded = arrays.at(7);
   AffineArrays(const ForwardParams& p, const TensorDims& d)
-      : c(d.c), n(d.groups() * d.c), np(d.groups() * (d.c + kRowsPad)), arrays(4 * n + 3 * np + c) {
+      : c(d.c), n(d.groups() * d.c), np(d.groups() * (d.c + kRowsPad)) {
     for (std::size_t g = 0; g < d.groups(); ++g) {
       for (std::size_t ch = 0; ch < c; ++ch) {
         const ChannelAffine a = affineOf(p, g, ch, c);
@@ -175,9 +170,9 @@ void applyGrads(const KernelTable& k, const float* dy, const float* x, float* dx
   const bool relu = p.relu;
   const std::size_t C = d.c;
   const std::size_t n = grad.size(), np = d.groups() * (C + kRowsPad);
-  FloatArrays arrays(3 * n + 3 * np + C);
-  float *ga = arrays.take(n), *gb = arrays.take(n), *gc = arrays.take(n);
-  float *gaP = arrays.take(np), *gbP = arrays.take(np), *gcP = arrays.take(np), *folded = arrays.take(C);
+  FloatArrays<7> arrays{{n, n, n, np, np, np, C}};
+  float *ga = arrays.at(0), *gb = arrays.at(1), *gc = arrays.at(2);
+  float *gaP = arrays.at(3), *gbP = arrays.at(4), *gcP = arrays.at(5), *folded = arrays.at(6);
   for (std::size_t g = 0; g < d.groups(); ++g) {
     for (std::size_t c = 0; c < C; ++c) {
       const ChannelGrad& q = grad[g * C + c];

@@ -575,6 +575,17 @@ void rowMajorShiftedSums(const float* x, std::size_t rows, std::size_t c, const 
     }
 }
 
+// Chan's merge of a block's moments (nb values per channel, from its sums
+// shifted by shift[i]) into the running moments of `count` earlier values.
+template <class S>
+void mergeShifted(std::size_t c, double nb, const float* shift, const S* dsum, const S* qsum, double count,
+                  double* mean, double* m2) {
+  for (std::size_t i = 0; i < c; ++i) {
+    const Moments m = chanMerge({count, mean[i], m2[i]}, fromShifted(nb, shift[i], dsum[i], qsum[i]));
+    mean[i] = m.mean, m2[i] = m.m2;
+  }
+}
+
 // One block of at most kMaxRowBlock rows, strip by strip, merged (Chan) into
 // the running moments.
 void stripBlockMoments(const float* x, std::size_t rows, std::size_t c, float* scratch, double count, double* mean,
@@ -592,15 +603,7 @@ void stripBlockMoments(const float* x, std::size_t rows, std::size_t c, float* s
   for (; ch + 4 * W <= c; ch += 4 * W) stripMoments<4, 1, false>(x, rows, c, ch, 0, hint, invRows, shift, dsum, qsum);
   for (; ch + W <= c; ch += W) stripMoments<1, 4, false>(x, rows, c, ch, 0, hint, invRows, shift, dsum, qsum);
   if (ch < c) stripMoments<1, 1, true>(x, rows, c, ch, c - ch, hint, invRows, shift, dsum, qsum);
-  // Chan's merge of this block (rows values per channel) into the running moments.
-  const double nb = double(rows), invB = 1.0 / nb, wb = nb / (count + nb), cw = count * wb;
-  for (std::size_t i = 0; i < c; ++i) {
-    const double d = dsum[i];
-    const double q = double(qsum[i]) - d * d * invB;
-    const double delta = (double(shift[i]) + d * invB) - mean[i];
-    mean[i] = mean[i] + delta * wb;
-    m2[i] = m2[i] + (q > 0 ? q : 0) + delta * delta * cw;
-  }
+  mergeShifted(c, double(rows), shift, dsum, qsum, count, mean, m2);
 }
 
 // Wide rows with moments so far: one pass in memory order shifted by the means
@@ -621,10 +624,7 @@ bool rowMajorMoments(const float* x, std::size_t rows, std::size_t c, float* scr
   const double nb = double(rows);
   for (std::size_t i = 0; i < c; ++i)
     if (!shiftIsClose(nb, dsumD[i], qsumD[i])) return false;
-  for (std::size_t i = 0; i < c; ++i) {
-    const Moments m = chanMerge({count, mean[i], m2[i]}, fromShifted(nb, hint[i], dsumD[i], qsumD[i]));
-    mean[i] = m.mean, m2[i] = m.m2;
-  }
+  mergeShifted(c, nb, hint, dsumD, qsumD, count, mean, m2);
   return true;
 }
 
@@ -655,22 +655,26 @@ inline std::size_t nextChannel(std::size_t ch, std::size_t k, std::size_t c) {
   return ch;
 }
 
-// Narrow rows of whole vectors with plain stores: two rows per load of a
-// channel vector's three parameters (the span walk loads them with every
-// vector). Measured at 12.8 MB: 0.86-0.87 -> 0.93-0.94 of the copy probe for
-// 32 and 64 channels, but 0.78 -> 0.50 from 128 channels (rows of 512 bytes
-// and more), on one thread as on two; hence rows of at most kPairRowFloats.
+// Rows of whole vectors (c % W == 0) with plain stores, two rows per load of
+// a channel vector's parameters q = make(ch): the span walk loads them with
+// every output vector, and they are most of its loads (three of four in the
+// normalization, six of eight in dx). eval(o, q) is the output vector at
+// offset o. Measured: dx at 256x512 ~10% faster; the normalization at 12.8 MB
+// 0.86-0.87 -> 0.93-0.96 of the copy probe for 32 and 64 channels, but 0.78 ->
+// 0.50 from 128 channels (rows of 512 bytes and more; on one thread as on two,
+// and reproduced in a bare C++ loop), so it takes rows of at most
+// kPairRowFloats; with streaming stores both were slower and keep the span.
 constexpr std::size_t kPairRowFloats = 64;
 
-template <bool Relu>
-void rowsNormalizePairs(const float* x, float* y, std::size_t rows, std::size_t c, const RowsAffine& p) {
+template <class Make, class Eval>
+inline void twoRowWalk(float* out, std::size_t rows, std::size_t c, Make&& make, Eval&& eval) {
   for (std::size_t r = 0; r < rows; r += 2) {
     const bool pair = r + 1 < rows;
     for (std::size_t ch = 0; ch < c; ch += W) {
-      const T hi = V::load(p.hiP + ch), s = V::load(p.scaleP + ch), b = V::load(p.shiftP + ch);
+      const auto q = make(ch);
       const std::size_t o = r * c + ch;
-      V::store(y + o, affine<Relu>(V::load(x + o), hi, s, b));
-      if (pair) V::store(y + o + c, affine<Relu>(V::load(x + o + c), hi, s, b));
+      V::store(out + o, eval(o, q));
+      if (pair) V::store(out + o + c, eval(o + c, q));
     }
   }
 }
@@ -678,7 +682,9 @@ void rowsNormalizePairs(const float* x, float* y, std::size_t rows, std::size_t 
 template <bool Relu, bool Stream>
 void rowsNormalizeT(const float* x, float* y, std::size_t rows, std::size_t c, const RowsAffine& p) {
   if (!Stream && c % W == 0 && c <= kPairRowFloats) {
-    rowsNormalizePairs<Relu>(x, y, rows, c, p);
+    twoRowWalk(
+        y, rows, c, [&](std::size_t ch) { return AffineV{V::load(p.hiP + ch), V::load(p.scaleP + ch), V::load(p.shiftP + ch)}; },
+        [&](std::size_t o, const AffineV& q) { return affine<Relu>(V::load(x + o), q.hi, q.s, q.b); });
     return;
   }
   std::size_t ch = 0;
@@ -799,31 +805,20 @@ void rowsGradSums(const float* dy, const float* x, std::size_t rows, std::size_t
   else rowsGradSumsT<false>(dy, x, rows, c, p, scratch, sumDy, sumDyXc);
 }
 
-// Rows of whole vectors with plain stores: two rows per load of a channel
-// vector's six parameters (the span walk loads them for every output vector:
-// six of its eight loads); measured ~10% faster at 256x512, and slower with
-// streaming stores (two rows' partial lines in flight) and in the
-// normalization at 64x256x14x14 on two threads, which therefore keep the span.
-template <bool Relu>
-void rowsGradApplyPairs(const float* dy, const float* x, float* dx, std::size_t rows, std::size_t c,
-                        const RowsAffine& p, const RowsGrad& g) {
-  for (std::size_t r = 0; r < rows; r += 2) {
-    const bool pair = r + 1 < rows;
-    for (std::size_t ch = 0; ch < c; ch += W) {
-      const T hi = V::load(p.hiP + ch), ga = V::load(g.aP + ch), gb = V::load(g.bP + ch), gc = V::load(g.cP + ch);
-      const T s = Relu ? V::load(p.scaleP + ch) : V::zero(), b = Relu ? V::load(p.shiftP + ch) : V::zero();
-      const std::size_t o = r * c + ch;
-      V::store(dx + o, gradOut<Relu>(V::load(dy + o), V::load(x + o), hi, s, b, ga, gb, gc));
-      if (pair) V::store(dx + o + c, gradOut<Relu>(V::load(dy + o + c), V::load(x + o + c), hi, s, b, ga, gb, gc));
-    }
-  }
-}
-
 template <bool Relu, bool Stream>
 void rowsGradApplyT(const float* dy, const float* x, float* dx, std::size_t rows, std::size_t c,
                     const RowsAffine& p, const RowsGrad& g) {
-  if (!Stream && c % W == 0) {
-    rowsGradApplyPairs<Relu>(dy, x, dx, rows, c, p, g);
+  if (!Stream && c % W == 0) {  // every width: see twoRowWalk
+    twoRowWalk(
+        dx, rows, c,
+        [&](std::size_t ch) {
+          return GradV{V::load(p.hiP + ch), Relu ? V::load(p.scaleP + ch) : V::zero(),
+                       Relu ? V::load(p.shiftP + ch) : V::zero(), V::load(g.aP + ch), V::load(g.bP + ch),
+                       V::load(g.cP + ch)};
+        },
+        [&](std::size_t o, const GradV& q) {
+          return gradOut<Relu>(V::load(dy + o), V::load(x + o), q.hi, q.s, q.b, q.ga, q.gb, q.gc);
+        });
     return;
   }
   std::size_t ch = 0;

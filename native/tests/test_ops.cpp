@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "check.h"
+#include "configurations.h"
 #include "rebatch/isa.h"
 #include "rebatch/ops.h"
 #include "rebatch/thread_pool.h"
@@ -31,45 +32,26 @@ const std::vector<Shape> kShapes = {
     {5, 8, 1025}, {2, 3, 4101}, {64, 64, 1}, {32, 13, 9}, {3, 300, 5},  {2, 5, 33153},
     {300, 7, 1}, {8, 20, 64}, {321, 64, 1}, {64, 300, 5}};
 
-std::vector<const char*> isas() {
-  std::vector<const char*> out;
-  for (const char* name : {"scalar", "avx2", "neon"})
-    if (isaSupported(name)) out.push_back(name);
-  return out;
-}
-
 std::string describe(const TensorDims& d, const char* isa, std::size_t threads, bool relu) {
-  return std::string(isa) + " threads=" + std::to_string(threads) + (d.layout == Layout::NCHW ? " NCHW " : " NHWC ") +
-         std::to_string(d.n) + "x" + std::to_string(d.c) + "x" + std::to_string(d.spatial) +
-         " groupSize=" + std::to_string(d.groupSize) + (relu ? " relu" : "");
+  return testing::describeRun(d, isa, threads) + " groupSize=" + std::to_string(d.groupSize) + (relu ? " relu" : "");
 }
 
 template <class F>
 void forEveryConfiguration(F&& body) {
-  for (const char* isa : isas()) {
-    CHECK(selectIsa(isa));
-    for (std::size_t threads : {1, 2}) {
-      setNumThreads(threads);
-      for (const Shape& s : kShapes)
-        for (Layout layout : {Layout::NCHW, Layout::NHWC})
-          for (std::size_t groupSize : {std::size_t(0), std::size_t(2), std::size_t(3)}) {
-            if (groupSize && s.n < 4) continue;
-            TensorDims d{s.n, s.c, s.spatial, layout, groupSize};
-            body(d, isa, threads);
-          }
-    }
-  }
-  selectIsa("scalar");
-  setNumThreads(2);
+  testing::forEveryIsaAndThreads([&](const char* isa, std::size_t threads) {
+    for (const Shape& s : kShapes)
+      for (Layout layout : {Layout::NCHW, Layout::NHWC})
+        for (std::size_t groupSize : {std::size_t(0), std::size_t(2), std::size_t(3)}) {
+          if (groupSize && s.n < 4) continue;
+          TensorDims d{s.n, s.c, s.spatial, layout, groupSize};
+          body(d, isa, threads);
+        }
+  });
 }
 
 bool allNear(const std::vector<float>& got, const std::vector<double>& want, double rtol, double atol,
              const std::string& what) {
-  for (std::size_t i = 0; i < got.size(); ++i)
-    if (!check::near(got[i], want[i], rtol, atol))
-      return check::fail(__FILE__, __LINE__, what + ": element " + std::to_string(i) + " = " +
-                                                 std::to_string(got[i]) + ", want " + std::to_string(want[i]));
-  return true;
+  return testing::allNear(got.data(), want, rtol, atol, what);
 }
 
 }  // namespace
@@ -78,7 +60,7 @@ bool allNear(const std::vector<float>& got, const std::vector<double>& want, dou
 // Also prints which ISAs this binary exercises (shown by ctest -V or on failure).
 TEST(default_isa_is_the_best_supported_here) {
   std::string list;
-  for (const char* isa : isas()) list += std::string(list.empty() ? "" : " ") + isa;
+  for (const char* isa : testing::isas()) list += std::string(list.empty() ? "" : " ") + isa;
   std::printf("ISAs under test: %s; active at startup: %s\n", list.c_str(), activeIsa());
   CHECK(isaSupported("scalar"));
 #if defined(__aarch64__)
@@ -250,7 +232,7 @@ TEST(backward_halves_match_reference) {
 
 TEST(large_mean_offset_keeps_variance_accurate) {
   // |mean| / std = 1e4: the variance must stay within 1e-5 relative of float64.
-  for (const char* isa : isas()) {
+  for (const char* isa : testing::isas()) {
     selectIsa(isa);
     for (Layout layout : {Layout::NCHW, Layout::NHWC}) {
       TensorDims d{8, 3, 1000, layout, 0};

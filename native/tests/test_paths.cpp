@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "check.h"
+#include "configurations.h"
 #include "kernels.h"
 #include "rebatch/isa.h"
 #include "rebatch/ops.h"
@@ -30,40 +31,12 @@ const int kForceStreaming = [] {
 #endif
 }();
 
-std::vector<const char*> isas() {
-  std::vector<const char*> out;
-  for (const char* name : {"scalar", "avx2", "neon"})
-    if (isaSupported(name)) out.push_back(name);
-  return out;
-}
-
 std::string describe(const TensorDims& d, const char* isa, std::size_t threads, std::size_t shift) {
-  return std::string(isa) + " threads=" + std::to_string(threads) + (d.layout == Layout::NCHW ? " NCHW " : " NHWC ") +
-         std::to_string(d.n) + "x" + std::to_string(d.c) + "x" + std::to_string(d.spatial) +
-         " offset=" + std::to_string(shift);
+  return testing::describeRun(d, isa, threads) + " offset=" + std::to_string(shift);
 }
 
-bool allNear(const float* got, const std::vector<double>& want, double rtol, double atol, const std::string& what) {
-  for (std::size_t i = 0; i < want.size(); ++i)
-    if (!check::near(got[i], want[i], rtol, atol))
-      return check::fail(__FILE__, __LINE__, what + ": element " + std::to_string(i) + " = " + std::to_string(got[i]) +
-                                                 ", want " + std::to_string(want[i]));
-  return true;
-}
-
-// Runs body(isa, threads) for every ISA and thread counts 1 and 2.
-template <class F>
-void forEveryIsaAndThreads(F&& body) {
-  for (const char* isa : isas()) {
-    CHECK(selectIsa(isa));
-    for (std::size_t threads : {1, 2}) {
-      setNumThreads(threads);
-      body(isa, threads);
-    }
-  }
-  selectIsa("scalar");
-  setNumThreads(2);
-}
+using testing::allNear;
+using testing::forEveryIsaAndThreads;
 
 }  // namespace
 
