@@ -4,6 +4,7 @@
 // specification the SIMD versions must match.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 
 #include "rebatch/moments.h"
 
@@ -90,11 +91,34 @@ inline Moments fromShifted(double n, float shift, double dsum, double qsum) {
   return {n, double(shift) + dsum / n, m2 > 0 ? m2 : 0};
 }
 
+// The floats of a run (first float at y, runLen >= kLineFloats) that the
+// pipelined training forward writes when it normalizes that run, from the
+// run's first float: whole cache lines, from the line boundary at or before
+// its start (taking the previous run's last floats, whose line it shares) to
+// the one at or before its end (leaving its last floats to the next run's
+// call) -- a partly written non-temporal line costs a read-modify-write in
+// memory, and masked stores are slow. At the edges of a thread's channel
+// range the run's exact start (kExactHead) or end (kExactTail) instead.
+constexpr std::size_t kLineFloats = 16;
+constexpr unsigned kExactHead = 1, kExactTail = 2;
+struct RunWindow {
+  std::ptrdiff_t begin, end;
+};
+inline RunWindow lineWindow(const float* y, std::size_t runLen, unsigned edges) {
+  const auto intoLine = [](const float* p) {
+    return std::ptrdiff_t(reinterpret_cast<std::uintptr_t>(p) / sizeof(float) % kLineFloats);
+  };
+  return {edges & kExactHead ? 0 : -intoLine(y),
+          std::ptrdiff_t(runLen) - (edges & kExactTail ? 0 : intoLine(y + runLen))};
+}
+
 // Scratch floats per run that runSums needs (two vectors of the widest ISA).
 constexpr std::size_t kRunSumsScratch = 16;
 
 struct KernelTable {
   const char* name;
+  // Whether the stores asked to stream are non-temporal ones (else plain).
+  bool nonTemporalStores;
 
   // --- NCHW: `runs` runs of `runLen` floats, `stride` floats apart. ---
   // Moments of a block of at most kRunBlock floats: one pass of sums shifted
@@ -104,6 +128,17 @@ struct KernelTable {
   // see shiftIsClose above); else the exact two-pass.
   Moments (*runsMoments)(const float* x, std::size_t runLen, std::size_t runs, std::size_t stride,
                          const float* hint);
+  // The pipelined training forward's step (nchw.cpp): runsMoments of the
+  // block at xs (whole runs; null: none, returns {}) while normalizing, in
+  // the same loop, the runs of the same geometry at xn into y, each over its
+  // lineWindow: floats before a run's first use p[0] (the channel before in
+  // memory), the run's own p[1]; y = (x - mean) * scale + shift, ReLU when
+  // relu. Streaming stores where the ISA has them: the caller calls fence
+  // before y is used. next: the block the caller reads after this one (same
+  // geometry, or null), for prefetching.
+  Moments (*runsMomentsNormalizing)(const float* xs, std::size_t runLen, std::size_t runs, std::size_t stride,
+                                    const float* hint, const float* next, const float* xn, float* y,
+                                    const ChannelAffine* p, unsigned edges, bool relu);
   // `samples` samples, sampleStride floats apart, each `runs` runs of runLen
   // floats back to back (its channels): adds the sums of x - shift[r] and
   // (x - shift[r])^2 over run r of every sample into dsum[r] and qsum[r], in

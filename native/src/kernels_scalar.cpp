@@ -66,6 +66,19 @@ void spanNormalize(const float* x, float* y, std::size_t runLen, std::size_t run
     runsNormalize(x + r * runLen, y + r * runLen, runLen, p[ch], relu);
 }
 
+Moments runsMomentsNormalizing(const float* xs, std::size_t runLen, std::size_t runs, std::size_t stride,
+                               const float* hint, const float*, const float* xn, float* y, const ChannelAffine* p,
+                               unsigned edges, bool relu) {
+  for (std::size_t r = 0; r < runs; ++r) {
+    const RunWindow w = lineWindow(y + r * stride, runLen, edges);
+    const float* xr = xn + r * stride;
+    float* yr = y + r * stride;
+    if (w.begin < 0) runsNormalize(xr + w.begin, yr + w.begin, std::size_t(-w.begin), p[0], relu);
+    runsNormalize(xr, yr, std::size_t(w.end), p[1], relu);
+  }
+  return xs ? runsMoments(xs, runLen, runs, stride, hint) : Moments{};
+}
+
 GradSums runsGradSums(const float* dy, const float* x, std::size_t runLen, std::size_t runs,
                       std::size_t stride, ChannelAffine p, bool relu) {
   GradSums s;
@@ -164,7 +177,7 @@ void probeTriad(const float* a, const float* b, float* out, std::size_t n, bool)
 }  // namespace
 
 const KernelTable& table() {
-  static const KernelTable t{"scalar",      runsMoments,   runSums,       runsGradSums, spanNormalize,
+  static const KernelTable t{"scalar",      false,         runsMoments,   runsMomentsNormalizing, runSums, runsGradSums, spanNormalize,
                              spanGradApply, rowsMoments,   rowsNormalize, rowsGradSums,
                              rowsGradApply, fence,         probeRead,     probeCopy,
                              probeTriad};

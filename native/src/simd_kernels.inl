@@ -42,6 +42,14 @@ inline T loadK(const float* p, std::size_t k) { return k == W ? V::load(p) : V::
 
 // --- NCHW: runs -------------------------------------------------------------
 
+// A span walk's side task that does nothing; it has the walk prefetch
+// kPrefetchAhead floats ahead of what it reads (a walk in memory order).
+struct NoSide {
+  void prefetch(const float* p) const { prefetchStep(p); }
+  void step(std::size_t) {}
+  void finish() {}
+};
+
 // Four chains of the shifted sums (the add and FMA latencies set the pace
 // with fewer), kept in float32 over at most kFlushFloats values.
 struct ShiftedAcc {
@@ -58,19 +66,27 @@ struct ShiftedAcc {
     qsum += V::hsum(sum4(q0, q1, q2, q3));
     clear();
   }
-  // Adds the len floats at p (shifted by m).
-  void span(const float* p, std::size_t len, T m) {
+  // Adds the len floats at p (shifted by m). side.step(i) runs inside the
+  // loop after each 4W-float step at offset i, and side.finish() once after
+  // it: the pipelined training forward writes another span there (see
+  // SpanWriter), and the sums are the same with any side. side.prefetch(p + i)
+  // asks for what the walk will read later.
+  template <class Side>
+  void span(const float* p, std::size_t len, T m, Side&& side) {
     std::size_t i = 0;
     for (; i + 4 * W <= len; i += 4 * W) {
-      prefetchStep(p + i);
+      side.prefetch(p + i);
       add(V::sub(V::load(p + i), m), d0, q0);
       add(V::sub(V::load(p + i + W), m), d1, q1);
       add(V::sub(V::load(p + i + 2 * W), m), d2, q2);
       add(V::sub(V::load(p + i + 3 * W), m), d3, q3);
+      side.step(i);
     }
+    side.finish();
     for (; i + W <= len; i += W) add(V::sub(V::load(p + i), m), d0, q0);
     if (i < len) add(V::firstN(V::sub(V::loadN(p + i, len - i), m), len - i), d1, q1);
   }
+  void span(const float* p, std::size_t len, T m) { span(p, len, m, NoSide{}); }
 };
 
 // Float32 partial sums are flushed to float64 after at most this many values,
@@ -94,19 +110,26 @@ inline void flushedWalk(std::size_t runLen, std::size_t runs, std::size_t stride
   flush();
 }
 
-// Sums of x - m and of (x - m)^2 over the block, in float64.
+// Sums of x - m and of (x - m)^2 over the block, in float64; sideOf(o, len)
+// gives the side task of the span at offset o (see ShiftedAcc::span).
+template <class SideOf>
 inline void shiftedSums(const float* x, std::size_t runLen, std::size_t runs, std::size_t stride, float shift,
-                        double& dsum, double& qsum) {
+                        double& dsum, double& qsum, SideOf&& sideOf) {
   const T m = V::set1(shift);
   ShiftedAcc acc;
   acc.clear();
   flushedWalk(
-      runLen, runs, stride, [&](std::size_t o, std::size_t len) { acc.span(x + o, len, m); }, [&] { acc.flush(); });
+      runLen, runs, stride, [&](std::size_t o, std::size_t len) { acc.span(x + o, len, m, sideOf(o, len)); },
+      [&] { acc.flush(); });
   dsum = acc.dsum;
   qsum = acc.qsum;
 }
+inline NoSide noSide(std::size_t, std::size_t) { return {}; }
 
-Moments runsMoments(const float* x, std::size_t runLen, std::size_t runs, std::size_t stride, const float* hint) {
+// runsMoments below, with sideOf's tasks run inside its first pass.
+template <class SideOf>
+Moments runsMomentsWith(const float* x, std::size_t runLen, std::size_t runs, std::size_t stride, const float* hint,
+                        SideOf&& sideOf) {
   const double n = double(runLen * runs);
   double dsum, qsum;
   // One pass shifted by the caller's hint (the channel's mean so far) or, for
@@ -120,7 +143,7 @@ Moments runsMoments(const float* x, std::size_t runLen, std::size_t runs, std::s
     const T s = k1 ? V::add(loadK(x, k0), loadK(x + k0, k1)) : loadK(x, k0);
     shift = float(V::hsum(s) / double(k0 + k1));
   }
-  shiftedSums(x, runLen, runs, stride, shift, dsum, qsum);
+  shiftedSums(x, runLen, runs, stride, shift, dsum, qsum, sideOf);
   if (shiftIsClose(n, dsum, qsum)) return fromShifted(n, shift, dsum, qsum);
   // Exact two-pass: pass 1 (from memory) finds the shift, pass 2 (from L1) the sums.
   T s0 = V::zero(), s1 = s0, s2 = s0, s3 = s0;
@@ -137,8 +160,12 @@ Moments runsMoments(const float* x, std::size_t runLen, std::size_t runs, std::s
     if (i < runLen) s1 = V::add(s1, V::loadN(p + i, runLen - i));
   }
   const float approxMean = float(V::hsum(sum4(s0, s1, s2, s3)) / n);
-  shiftedSums(x, runLen, runs, stride, approxMean, dsum, qsum);
+  shiftedSums(x, runLen, runs, stride, approxMean, dsum, qsum, noSide);
   return fromShifted(n, approxMean, dsum, qsum);
+}
+
+Moments runsMoments(const float* x, std::size_t runLen, std::size_t runs, std::size_t stride, const float* hint) {
+  return runsMomentsWith(x, runLen, runs, stride, hint, noSide);
 }
 
 void runSums(const float* x, std::size_t runLen, std::size_t runs, std::size_t samples, std::size_t sampleStride,
@@ -298,6 +325,108 @@ void spanNormalize(const float* x, float* y, std::size_t runLen, std::size_t run
     if (relu) spanNormalizeT<true, false>(x, y, runLen, runs, p, c0, c);
     else spanNormalizeT<false, false>(x, y, runLen, runs, p, c0, c);
   }
+}
+
+// --- NCHW: the pipelined training forward -----------------------------------
+
+// Writes one run's lineWindow (kernels.h) a few vectors at a time, as the
+// side task of a streaming reduction (ShiftedAcc::span): non-temporal stores
+// to whole lines, so the output does not evict from L2 the slice the pipeline
+// reads back; plain ones only for the partial lines at exact edges.
+template <bool Relu>
+struct RunWriter {
+  AffineV own, before;
+  const float* x;  // the run's first float (floats before it belong to `before`)
+  float* y;
+  std::ptrdiff_t at, linesEnd, end;  // [at, linesEnd): whole lines left; [linesEnd, end): the partial one
+
+  RunWriter(const AffineV& own_, const AffineV& before_) : own(own_), before(before_) {}
+
+  T value(std::ptrdiff_t i, std::size_t k, const AffineV& a) const { return affine<Relu>(loadK(x + i, k), a.hi, a.s, a.b); }
+  T value(std::ptrdiff_t i) const {  // W floats from i
+    if (i >= 0) return value(i, W, own);
+    const T b = value(i, W, before);
+    return i + std::ptrdiff_t(W) <= 0 ? b : V::selectFirst(std::size_t(-i), b, value(i, W, own));
+  }
+  void begin(const float* xr, float* yr, std::size_t runLen, unsigned edges) {
+    x = xr, y = yr;
+    const RunWindow w = lineWindow(yr, runLen, edges);
+    at = w.begin, end = w.end;
+    linesEnd = end - std::ptrdiff_t(reinterpret_cast<std::uintptr_t>(yr + end) / sizeof(float) % kLineFloats);
+    if (linesEnd < at) linesEnd = at;
+    if (edges & kExactHead) {  // the plain head up to the first line boundary
+      const std::size_t into = reinterpret_cast<std::uintptr_t>(yr) / sizeof(float) % kLineFloats;
+      const std::size_t head = into ? std::min<std::size_t>(kLineFloats - into, std::size_t(end)) : 0;
+      storeSpan<false>(yr, head, [&](std::size_t i, std::size_t k) { return value(std::ptrdiff_t(i), k, own); });
+      at = std::ptrdiff_t(head);
+      if (linesEnd < at) linesEnd = at;
+    }
+    for (; at < 0 && at + std::ptrdiff_t(W) <= linesEnd; at += W) put<true>(y + at, value(at));  // the straddled line
+  }
+  void step() {
+    if (at + std::ptrdiff_t(4 * W) > linesEnd) return;
+    const T u0 = value(at, W, own), u1 = value(at + W, W, own), u2 = value(at + 2 * W, W, own), u3 = value(at + 3 * W, W, own);
+    put<true>(y + at, u0);
+    put<true>(y + at + W, u1);
+    put<true>(y + at + 2 * W, u2);
+    put<true>(y + at + 3 * W, u3);
+    at += 4 * W;
+  }
+  void complete() {
+    for (; at < linesEnd; at += W) put<true>(y + at, value(at));  // W divides kLineFloats
+    storeSpan<false>(y + at, std::size_t(end - at),
+                     [&](std::size_t i, std::size_t k) { return value(at + std::ptrdiff_t(i), k, own); });
+    at = end;
+  }
+};
+
+// The side task of one span of a pipelined block: steps its run's writer, and
+// completes it with the run's last span. The walk's order is channel after
+// channel, not memory order, so it prefetches the next block's lines, the same
+// offset ahead of each read.
+template <bool Relu>
+struct RunWriterSide {
+  RunWriter<Relu>& w;
+  std::ptrdiff_t toNext;  // 0: nothing to prefetch
+  bool runEnds;
+  void prefetch(const float* p) const {
+    if (toNext)
+      for (std::size_t o = 0; o < 4 * W; o += 16) V::prefetch(p + toNext + o);
+  }
+  void step(std::size_t) { w.step(); }
+  void finish() {
+    if (runEnds) w.complete();
+  }
+};
+
+template <bool Relu>
+Moments runsMomentsNormalizingT(const float* xs, std::size_t runLen, std::size_t runs, std::size_t stride,
+                                const float* hint, const float* next, const float* xn, float* y,
+                                const ChannelAffine* p, unsigned edges) {
+  const auto affineV = [](const ChannelAffine& a) {
+    return AffineV{V::set1(a.meanHi), V::set1(a.scale), V::set1(a.foldedShift)};
+  };
+  RunWriter<Relu> w(affineV(p[1]), affineV(p[0]));
+  if (!xs) {
+    for (std::size_t r = 0; r < runs; ++r) {
+      w.begin(xn + r * stride, y + r * stride, runLen, edges);
+      w.complete();
+    }
+    return {};
+  }
+  const std::ptrdiff_t toNext = next ? next - xs : 0;
+  return runsMomentsWith(xs, runLen, runs, stride, hint, [&](std::size_t o, std::size_t len) {
+    const std::size_t r = o / stride, i = o % stride;
+    if (i == 0) w.begin(xn + r * stride, y + r * stride, runLen, edges);
+    return RunWriterSide<Relu>{w, toNext, i + len == runLen};
+  });
+}
+
+Moments runsMomentsNormalizing(const float* xs, std::size_t runLen, std::size_t runs, std::size_t stride,
+                               const float* hint, const float* next, const float* xn, float* y,
+                               const ChannelAffine* p, unsigned edges, bool relu) {
+  return relu ? runsMomentsNormalizingT<true>(xs, runLen, runs, stride, hint, next, xn, y, p, edges)
+              : runsMomentsNormalizingT<false>(xs, runLen, runs, stride, hint, next, xn, y, p, edges);
 }
 
 // Upstream gradient after the fused ReLU: zero where the forward output
@@ -875,7 +1004,7 @@ void probeTriad(const float* a, const float* b, float* out, std::size_t n, bool 
 }
 
 const KernelTable& simdTable() {
-  static const KernelTable t{V::kName,     runsMoments,   runSums,       runsGradSums, spanNormalize,
+  static const KernelTable t{V::kName,     V::kStream,    runsMoments,   runsMomentsNormalizing, runSums, runsGradSums, spanNormalize,
                              spanGradApply, rowsMoments,   rowsNormalize, rowsGradSums,
                              rowsGradApply, V::fence,     probeRead,     probeCopy,
                              probeTriad};

@@ -147,6 +147,105 @@ TEST(small_groups_have_float64_statistics) {
   });
 }
 
+TEST(pipelined_training_forward_matches_reference) {
+  // NCHW tensors of 1 MiB and more take the pipelined training forward on
+  // ISAs with non-temporal stores: statistics of channel c while channel c - 1
+  // is written, whole cache lines each. Short runs (blocks of many samples),
+  // long runs (one run per block), runs that are not a multiple of a line,
+  // channel ranges of 16 per unit with a ragged last one, ghost groups with a
+  // ragged last group, outputs at every offset within a line and in place.
+  struct Case {
+    TensorDims d;
+    std::size_t yOffset;  // floats; the input sits at another offset, or in place
+    bool inPlace;
+  };
+  const std::vector<Case> cases = {
+      {{64, 70, 60, Layout::NCHW, 0}, 0, false},    {{64, 70, 60, Layout::NCHW, 0}, 13, false},
+      {{4, 40, 1700, Layout::NCHW, 0}, 5, false},   {{4, 40, 1700, Layout::NCHW, 0}, 8, true},
+      {{2, 3, 50000, Layout::NCHW, 0}, 11, false},  {{18, 33, 450, Layout::NCHW, 4}, 3, false},
+      {{18, 33, 450, Layout::NCHW, 4}, 15, true},   {{300, 37, 24, Layout::NCHW, 0}, 7, false}};
+  forEveryIsaAndThreads([&](const char* isa, std::size_t threads) {
+    for (const Case& t : cases) {
+      const TensorDims& d = t.d;
+      const std::string what = describe(d, isa, threads, t.yOffset) + (t.inPlace ? " in place" : "");
+      const std::size_t n = d.elements(), stats = d.groups() * d.c;
+      const auto xv = ref::randomFloats(n, n + t.yOffset, -2, 3);
+      std::vector<float> ys(n + 32, 7.0f), xs(n + 32);
+      float* y = ys.data() + t.yOffset;
+      float* x = t.inPlace ? y : xs.data() + (t.yOffset + 6) % 16;
+      std::copy(xv.begin(), xv.end(), x);
+      const auto w = ref::randomFloats(d.c, 3, 0.5f, 1.5f), b = ref::randomFloats(d.c, 4, -0.5f, 0.5f);
+      std::vector<double> mean(stats), invstd(stats);
+      const bool relu = t.yOffset % 2 == 1;
+      if (!CHECK(batchNormTraining(x, y, d, w.data(), b.data(), 1e-5, relu, mean.data(), invstd.data()).ok())) return;
+      const ref::Stats st = ref::moments(xv, d);
+      std::vector<double> wantInvstd(stats);
+      for (std::size_t i = 0; i < stats; ++i) {
+        wantInvstd[i] = 1 / std::sqrt(st.var[i] + 1e-5);
+        if (!CHECK_NEAR(mean[i], st.mean[i], 1e-6, 1e-7) || !CHECK_NEAR(invstd[i], wantInvstd[i], 1e-5, 0))
+          return (void)check::fail(__FILE__, __LINE__, what + " statistics of " + std::to_string(i));
+      }
+      if (!allNear(y, ref::forward(xv, d, st.mean, wantInvstd, w.data(), b.data(), relu), 1e-5, 2e-5, what + " y"))
+        return;
+      for (std::size_t i = 0; i < ys.size(); ++i)
+        if (ys.data() + i < y || ys.data() + i >= y + n)
+          if (!CHECK(ys[i] == 7.0f)) return (void)check::fail(__FILE__, __LINE__, what + " wrote outside y");
+    }
+  });
+}
+
+TEST(pipeline_kernel_writes_its_line_windows) {
+  // runsMomentsNormalizing: the moments are runsMoments' (bit for bit), and y
+  // is written over each run's lineWindow only -- the floats before a run's
+  // first with p[0], the rest with p[1] -- for every output offset in a line
+  // and every pair of edges; without xs it only writes.
+  std::vector<const KernelTable*> tables = {&scalar::table()};
+#if defined(REBATCH_HAVE_AVX2)
+  if (isaSupported("avx2")) tables.push_back(&avx2::table());
+#endif
+#if defined(REBATCH_HAVE_NEON)
+  tables.push_back(&neon::table());
+#endif
+  const ChannelAffine p[2] = {{-0.25f, 1e-9f, 2.0f, 0.5f, 0.5f - 1e-9f * 2.0f}, {0.75f, -2e-9f, -1.5f, 0.25f, 0.25f - 2e-9f * 1.5f}};
+  for (const KernelTable* k : tables)
+    for (std::size_t runLen : {std::size_t(16), std::size_t(37), std::size_t(196), std::size_t(3000)})
+      for (std::size_t runs : {std::size_t(1), std::size_t(3)}) {
+        const std::size_t stride = 2 * runLen + 5, total = runs * stride + 64;
+        const auto x = ref::randomFloats(total, runLen + runs, -1, 2);
+        for (std::size_t offset = 16; offset < 32; ++offset)
+          for (unsigned edges = 0; edges < 4; ++edges)
+            for (bool stats : {true, false}) {
+              const std::string what = std::string(k->name) + " runLen=" + std::to_string(runLen) + " runs=" +
+                                       std::to_string(runs) + " offset=" + std::to_string(offset) + " edges=" +
+                                       std::to_string(edges) + (stats ? "" : " no stats");
+              std::vector<float> ys(total + 32, 7.0f);
+              float* y = ys.data() + offset;  // its floats before offset - 16 are never in a window
+              const float* xn = x.data() + offset;
+              const float* xs = stats ? x.data() + 40 : nullptr;
+              const Moments got = k->runsMomentsNormalizing(xs, runLen, runs, stride, nullptr, nullptr, xn, y, p, edges, false);
+              k->fence();
+              if (stats) {
+                const Moments want = k->runsMoments(xs, runLen, runs, stride, nullptr);
+                if (!CHECK(got.count == want.count && got.mean == want.mean && got.m2 == want.m2))
+                  return (void)check::fail(__FILE__, __LINE__, what + " moments");
+              }
+              std::vector<char> written(ys.size(), 0);
+              for (std::size_t r = 0; r < runs; ++r) {
+                const RunWindow win = lineWindow(y + r * stride, runLen, edges);
+                for (std::ptrdiff_t i = win.begin; i < win.end; ++i) {
+                  const std::size_t at = offset + r * stride + std::size_t(std::ptrdiff_t(i));
+                  const ChannelAffine& a = p[i < 0 ? 0 : 1];
+                  const double want = ((double(x[at]) - a.meanHi) - a.meanLo) * a.scale + a.shift;
+                  written[at] = 1;
+                  if (!CHECK_NEAR(ys[at], want, 1e-6, 1e-6)) return (void)check::fail(__FILE__, __LINE__, what);
+                }
+              }
+              for (std::size_t i = 0; i < ys.size(); ++i)
+                if (!written[i] && !CHECK(ys[i] == 7.0f)) return (void)check::fail(__FILE__, __LINE__, what + " outside");
+            }
+      }
+}
+
 TEST(moments_kernels_reject_a_far_shift) {
   // The kernels try one pass shifted by a hint and must notice when the hint is
   // far from the block's mean (here 1e6 for data of mean 3 and std 1): the
