@@ -169,7 +169,8 @@ struct KernelTable {
                       double count, double* mean, double* m2);
   void (*rowsNormalize)(const float* x, float* y, std::size_t rows, std::size_t c, RowsAffine p,
                         bool relu, bool stream);
-  // Block of at most rowsPerBlock(c) rows; adds into sumDy and sumDyXc. scratch: 2*c floats.
+  // Any number of rows (float32 sums over at most kMaxRowBlock rows each);
+  // adds into sumDy and sumDyXc. scratch: 2*c floats.
   // normalize and gradApply: any number of rows, one memory-order span.
   void (*rowsGradSums)(const float* dy, const float* x, std::size_t rows, std::size_t c,
                        RowsAffine p, bool relu, float* scratch, double* sumDy, double* sumDyXc);

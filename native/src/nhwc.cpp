@@ -149,9 +149,8 @@ std::vector<GradSums> reduceGrads(const KernelTable& k, const float* dy, const f
   forEachUnit(d.elements(), kParallelMinElements, units.size(), [&](std::size_t u) {
     std::vector<float> scratch(2 * C);
     const RowsAffine a = affine.group(units[u].group);
-    forEachBlock(units[u], rowsPerBlock(C), [&](std::size_t row, std::size_t rows) {
-      k.rowsGradSums(dy + row * C, x + row * C, rows, C, a, relu, scratch.data(), &unitDy[u * C], &unitDyXc[u * C]);
-    });
+    const std::size_t row = units[u].firstRow;
+    k.rowsGradSums(dy + row * C, x + row * C, units[u].rows, C, a, relu, scratch.data(), &unitDy[u * C], &unitDyXc[u * C]);
   });
   std::vector<GradSums> sums(d.groups() * C);
   for (std::size_t u = 0; u < units.size(); ++u)
