@@ -23,21 +23,29 @@ Napi::Error errorFor(Napi::Env env, const rebatch::Status& s) {
 
 }  // namespace
 
+// One napi_get_typedarray_info call per array: node-addon-api's accessors
+// make one each (type, length, buffer, offset, byte length), and at a dozen
+// arrays they were ~1 us of a small tensor's call.
 void Op::add(const Napi::Value& v, const char* name, std::size_t length, void** slot, napi_typedarray_type type,
              bool optional, bool output) {
   Napi::Env env = v.Env();
   *slot = nullptr;
   if (optional && (v.IsNull() || v.IsUndefined())) return;
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type)
+  bool typed = false;
+  napi_typedarray_type actual;
+  std::size_t elements = 0, offset = 0;
+  void* data = nullptr;
+  napi_value buffer;
+  if (napi_is_typedarray(env, v, &typed) != napi_ok || !typed ||
+      napi_get_typedarray_info(env, v, &actual, &elements, &data, &buffer, &offset) != napi_ok || actual != type)
     throw Napi::TypeError::New(env, std::string(name) + ": expected a " + typeName(type));
-  Napi::TypedArray a = v.As<Napi::TypedArray>();
-  if (a.ElementLength() != length)
+  if (elements != length)
     throw Napi::RangeError::New(env, std::string(name) + ": expected " + std::to_string(length) + " elements, got " +
-                                         std::to_string(a.ElementLength()));
-  std::uint8_t* base = static_cast<std::uint8_t*>(a.ArrayBuffer().Data());
-  *slot = length ? base + a.ByteOffset() : nullptr;
+                                         std::to_string(elements));
+  *slot = length ? data : nullptr;  // data already includes the view's byte offset
   if (length && !*slot) throw Napi::TypeError::New(env, std::string(name) + ": its ArrayBuffer is detached");
-  arrays_.push_back({name, a, slot, a.ByteLength(), output, {}, {}});
+  const std::size_t elementBytes = type == napi_float64_array ? 8 : 4;
+  arrays_.push_back({name, v, slot, length * elementBytes, output, {}, {}});
 }
 
 static std::size_t uintOf(const Napi::Object& o, const char* key) {
@@ -105,7 +113,7 @@ class AsyncOp : public Napi::AsyncWorker {
     Napi::Env env = Env();
     if (!status_.ok()) return deferred_.Reject(errorFor(env, status_).Value());
     for (ArrayArg& a : op_->arrays()) {
-      Napi::TypedArray t = a.keepAlive.Value();
+      Napi::TypedArray t = a.keepAlive.Value().As<Napi::TypedArray>();
       if (a.bytes && (t.ArrayBuffer().IsDetached() || t.ByteLength() != a.bytes))
         return deferred_.Reject(Napi::TypeError::New(env, std::string(a.name) + ": its ArrayBuffer was detached while " +
                                                               name_ + " was pending")
@@ -113,7 +121,7 @@ class AsyncOp : public Napi::AsyncWorker {
     }
     for (ArrayArg& a : op_->arrays()) {
       if (!a.output || !a.bytes) continue;
-      Napi::TypedArray t = a.keepAlive.Value();
+      Napi::TypedArray t = a.keepAlive.Value().As<Napi::TypedArray>();
       std::memcpy(static_cast<std::uint8_t*>(t.ArrayBuffer().Data()) + t.ByteOffset(), a.owned.data(), a.bytes);
     }
     deferred_.Resolve(env.Undefined());

@@ -16,16 +16,17 @@ namespace rebatch_binding {
 
 struct ArrayArg {
   const char* name;
-  Napi::TypedArray array;
-  void** slot;  // where the op keeps its pointer to the data
+  Napi::Value array;  // a typed array
+  void** slot;        // where the op keeps its pointer to the data
   std::size_t bytes;
   bool output;
-  Napi::Reference<Napi::TypedArray> keepAlive;  // async only
-  std::vector<std::uint8_t> owned;              // async only
+  Napi::Reference<Napi::Value> keepAlive;  // async only
+  std::vector<std::uint8_t> owned;         // async only
 };
 
 class Op {
  public:
+  Op() { arrays_.reserve(kMaxArrays); }
   virtual ~Op() = default;
   virtual rebatch::Status run() = 0;
 
@@ -48,6 +49,7 @@ class Op {
   static napi_typedarray_type typeOf();
   void add(const Napi::Value& v, const char* name, std::size_t length, void** slot, napi_typedarray_type type,
            bool optional, bool output);
+  static constexpr std::size_t kMaxArrays = 12;  // the most any op takes (a hint: more still work)
   std::vector<ArrayArg> arrays_;
 };
 
