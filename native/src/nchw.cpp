@@ -196,12 +196,21 @@ static void normalize(const KernelTable& k, const float* x, float* y, const Tens
 // channel c - 1 -- its statistics complete, its slice of x still in L2 from
 // that read -- is normalized, in the same loop (runsMomentsNormalizing), so x
 // comes from memory once. Measured on the project's machine, one thread,
-// against the two passes: 32x64x56x56 0.84-0.87x the time, 8x32x112x112
-// 0.72x, 64x256x14x14 0.80x (C++ loops), from 84-97% of a copy where the two
-// passes reach 70%. It needs non-temporal stores (with plain ones each output
-// line is read into the cache first and evicts the slice being read back:
-// 42-55% of a copy) and whole-line writes (lineWindow). Blocks are whole runs:
-// those of samplesPerBlock samples for short runs, one run for long ones.
+// against the two passes (the library's C++ API, buffers from calloc):
+// 32x64x56x56 1.04 -> 0.72 ms, 8x32x112x112 0.43 -> 0.32 ms, 64x256x14x14
+// 0.46 -> 0.40 ms; two threads 0.52 -> 0.35, 0.25 -> 0.17, 0.27 -> 0.23 ms.
+// It needs non-temporal stores (with plain ones each output line is read into
+// the cache first and evicts the slice being read back: 42-55% of a copy in a
+// bare loop) and whole-line writes (lineWindow: partial lines at every run's
+// ends made 64x256x14x14 2.6x slower). Blocks are whole runs: those of
+// kRunBlock / spatial samples for short runs, one run for long ones; channel
+// c's statistics are not bit-identical to channelMoments' (other blocks) but
+// depend on the dims only.
+// The same for the backward (the sums of channel c while writing dx of c - 1)
+// was built and measured slower or barely faster: 7-12% faster where a
+// channel's x and dy slices fit L2 twice with long runs (4x64x112x112), 10-30%
+// slower at 64x256x14x14, 8x32x112x112 and 32x64x56x56 -- two input streams
+// per side, and slices that no longer fit -- so the backward keeps two passes.
 constexpr std::size_t kPipelineMinElements = 1 << 18;  // below: 256 KiB measured faster in two passes
 constexpr std::size_t kPipelineChannels = 16;
 constexpr std::size_t kPipelineMaxSliceBytes = std::size_t(2) << 20;  // a group's channel slice, for L2
