@@ -197,8 +197,10 @@ static void normalize(const KernelTable& k, const float* x, float* y, const Tens
 // that read -- is normalized, in the same loop (runsMomentsNormalizing), so x
 // comes from memory once. Measured on the project's machine, one thread,
 // against the two passes (the library's C++ API, buffers from calloc):
-// 32x64x56x56 1.04 -> 0.72 ms, 8x32x112x112 0.43 -> 0.32 ms, 64x256x14x14
-// 0.46 -> 0.40 ms; two threads 0.52 -> 0.35, 0.25 -> 0.17, 0.27 -> 0.23 ms.
+// 32x64x56x56 1.00-1.04 -> 0.68-0.72 ms, 8x32x112x112 0.39 -> 0.31-0.33 ms,
+// 64x256x14x14 0.44 -> 0.42 ms (runs of 196 floats: the per-run costs eat
+// most of the gain); two threads 0.50 -> 0.32, 0.23-0.25 -> 0.16-0.17,
+// 0.26 -> 0.23 ms.
 // It needs non-temporal stores (with plain ones each output line is read into
 // the cache first and evicts the slice being read back: 42-55% of a copy in a
 // bare loop) and whole-line writes (lineWindow: partial lines at every run's
