@@ -415,10 +415,11 @@ Moments runsMomentsNormalizingT(const float* xs, std::size_t runLen, std::size_t
     return {};
   }
   const std::ptrdiff_t toNext = next ? next - xs : 0;
+  std::size_t run = 0;  // the offset of the run being walked (the walk takes them in order)
   return runsMomentsWith(xs, runLen, runs, stride, hint, [&](std::size_t o, std::size_t len) {
-    const std::size_t r = o / stride, i = o % stride;
-    if (i == 0) w.begin(xn + r * stride, y + r * stride, runLen, edges);
-    return RunWriterSide<Relu>{w, toNext, i + len == runLen};
+    if (o >= run + runLen) run += stride;
+    if (o == run) w.begin(xn + run, y + run, runLen, edges);
+    return RunWriterSide<Relu>{w, toNext, o + len == run + runLen};
   });
 }
 
