@@ -74,6 +74,9 @@ class Pool {
 
   void resize(std::size_t n) {
     std::lock_guard<std::mutex> use(useMutex_);
+    // The same size keeps the workers: no thread churn for callers that set
+    // the count before every op (the benchmark does).
+    if ((n < 1 ? 1 : n) == threads_ && workers_.size() + 1 == threads_) return;
     stopWorkers();
     threads_ = n < 1 ? 1 : n;
     threadsPub_.store(threads_, std::memory_order_release);
