@@ -68,8 +68,8 @@ struct ShiftedAcc {
   }
   // Adds the len floats at p (shifted by m). side.step(i) runs inside the
   // loop after each 4W-float step at offset i, and side.finish() once after
-  // it: the pipelined training forward writes another span there (see
-  // SpanWriter), and the sums are the same with any side. side.prefetch(p + i)
+  // it: the pipelined training forward writes another block there (see
+  // RunWriter), and the sums are the same with any side. side.prefetch(p + i)
   // asks for what the walk will read later.
   template <class Side>
   void span(const float* p, std::size_t len, T m, Side&& side) {
