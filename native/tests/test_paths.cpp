@@ -38,6 +38,18 @@ std::string describe(const TensorDims& d, const char* isa, std::size_t threads, 
 using testing::allNear;
 using testing::forEveryIsaAndThreads;
 
+// The kernel tables built here that this CPU runs, for tests of single kernels.
+std::vector<const KernelTable*> kernelTables() {
+  std::vector<const KernelTable*> tables = {&scalar::table()};
+#if defined(REBATCH_HAVE_AVX2)
+  if (isaSupported("avx2")) tables.push_back(&avx2::table());
+#endif
+#if defined(REBATCH_HAVE_NEON)
+  tables.push_back(&neon::table());
+#endif
+  return tables;
+}
+
 }  // namespace
 
 TEST(streamed_outputs_at_every_alignment_match_reference) {
@@ -199,13 +211,7 @@ TEST(pipeline_kernel_writes_its_line_windows) {
   // is written over each run's lineWindow only -- the floats before a run's
   // first with p[0], the rest with p[1] -- for every output offset in a line
   // and every pair of edges; without xs it only writes.
-  std::vector<const KernelTable*> tables = {&scalar::table()};
-#if defined(REBATCH_HAVE_AVX2)
-  if (isaSupported("avx2")) tables.push_back(&avx2::table());
-#endif
-#if defined(REBATCH_HAVE_NEON)
-  tables.push_back(&neon::table());
-#endif
+  const std::vector<const KernelTable*> tables = kernelTables();
   const ChannelAffine p[2] = {{-0.25f, 1e-9f, 2.0f, 0.5f, 0.5f - 1e-9f * 2.0f}, {0.75f, -2e-9f, -1.5f, 0.25f, 0.25f - 2e-9f * 1.5f}};
   for (const KernelTable* k : tables)
     for (std::size_t runLen : {std::size_t(16), std::size_t(37), std::size_t(196), std::size_t(3000)})
@@ -250,13 +256,7 @@ TEST(moments_kernels_reject_a_far_shift) {
   // The kernels try one pass shifted by a hint and must notice when the hint is
   // far from the block's mean (here 1e6 for data of mean 3 and std 1): the
   // result must still be the block's exact moments.
-  std::vector<const KernelTable*> tables = {&scalar::table()};
-#if defined(REBATCH_HAVE_AVX2)
-  if (isaSupported("avx2")) tables.push_back(&avx2::table());
-#endif
-#if defined(REBATCH_HAVE_NEON)
-  tables.push_back(&neon::table());
-#endif
+  const std::vector<const KernelTable*> tables = kernelTables();
   auto x = ref::randomFloats(kRowMomentsBlock * 64, 5, 1.3f, 4.7f);
   const float farHint = 1e6f;
   for (const KernelTable* k : tables) {
