@@ -61,20 +61,28 @@ export function checkChannelValues(value: unknown, name: string, length: number)
   return v;
 }
 
+/** Typed arrays of at most this many bytes live on V8's heap, where allocating one costs ~25 ns. */
+const ON_HEAP_BYTES = 64;
+
 /**
- * `count` arrays of `length` values, views of one allocation: in V8 each
- * typed-array allocation costs about a microsecond, a view a fraction of that,
- * which matters for the per-call overhead on small tensors.
+ * `count` arrays of `length` values, views of one allocation: in V8 an
+ * ArrayBuffer outside its heap costs ~0.4 µs, a view a fraction of that, which
+ * matters for the per-call overhead on small tensors. Arrays small enough for
+ * V8's heap are separate (2 × 16 floats: 46 ns against 390 ns as views).
  *
  * @example
  * const [mean, invstd] = channelArrays(Float64Array, 16, 2);
  */
 export function channelArrays<A extends Float64Array | Float32Array>(
-  type: { new (length: number): A }, length: number, count: number): A[] {
+  type: { new (length: number): A; readonly BYTES_PER_ELEMENT: number }, length: number, count: number): A[] {
+  const arrays: A[] = [];
+  if (length * type.BYTES_PER_ELEMENT <= ON_HEAP_BYTES) {
+    for (let i = 0; i < count; ++i) arrays.push(new type(length));
+    return arrays;
+  }
   const all = new type(length * count);
-  const views: A[] = [];
-  for (let i = 0; i < count; ++i) views.push(all.subarray(i * length, (i + 1) * length) as A);
-  return views;
+  for (let i = 0; i < count; ++i) arrays.push(all.subarray(i * length, (i + 1) * length) as A);
+  return arrays;
 }
 
 /** As a Float64Array, copying only when it is not one already (the constructor copies typed arrays fastest). */

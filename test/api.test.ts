@@ -99,6 +99,27 @@ describe('tensors, layouts and outputs', () => {
     expect(dyCopy).toEqual(want);
   });
 
+  test('the per-channel arrays a call returns never overlap (few channels: separate; many: views of one buffer)', () => {
+    const disjoint = (a: Float32Array | Float64Array, b: Float32Array | Float64Array) =>
+      a.buffer !== b.buffer || a.byteOffset + a.byteLength <= b.byteOffset || b.byteOffset + b.byteLength <= a.byteOffset;
+    for (const c of [3, 16, 300]) {
+      const xc = randomFloats(2 * c * 5, c, -1, 2);
+      const dims = [2, c, 5];
+      const f = batchNorm(xc, dims, { training: true });
+      const g = batchNormBackward(xc, xc, dims, { training: true, mean: f.mean, invstd: f.invstd });
+      for (const [a, b] of [[f.mean, f.invstd], [g.dweight, g.dbias]] as const) {
+        expect([a.length, b.length]).toEqual([c, c]);
+        expect(disjoint(a, b)).toBe(true);
+      }
+      const expectedShared = c * 8 > 64;  // Float64Array mean/invstd beyond V8's on-heap size
+      expect(f.mean.buffer === f.invstd.buffer).toBe(expectedShared);
+      // Writing one leaves the other as it was.
+      const before = Float64Array.from(f.invstd);
+      f.mean.fill(123);
+      expect(Array.from(f.invstd)).toEqual(Array.from(before));
+    }
+  });
+
   test('eval with the batch statistics equals training mode', () => {
     const s = moments(x, shape);
     const train = batchNorm(x, shape, { training: true });
