@@ -198,9 +198,12 @@ static void normalize(const KernelTable& k, const float* x, float* y, const Tens
 // comes from memory once. Measured on the project's machine, one thread,
 // against the two passes (the library's C++ API, buffers from calloc):
 // 32x64x56x56 1.00-1.04 -> 0.68-0.72 ms, 8x32x112x112 0.39 -> 0.31-0.33 ms,
-// 64x256x14x14 0.44 -> 0.42 ms (runs of 196 floats: the per-run costs eat
-// most of the gain); two threads 0.50 -> 0.32, 0.23-0.25 -> 0.16-0.17,
-// 0.26 -> 0.23 ms.
+// 64x256x14x14 0.44 -> 0.42 ms; two threads 0.50 -> 0.32, 0.23-0.25 ->
+// 0.16-0.17, 0.26 -> 0.23 ms. Short runs gain little because the statistics
+// walk channel after channel: at 64x256x14x14 that walk alone (writes off)
+// took 0.285 ms where the memory-order walk of channelMoments takes 0.16 (64
+// runs of 784 bytes on 64 pages per channel); a pipeline whose stages are
+// groups of channels, read per sample in memory order, is the next step there.
 // It needs non-temporal stores (with plain ones each output line is read into
 // the cache first and evicts the slice being read back: 42-55% of a copy in a
 // bare loop) and whole-line writes (lineWindow: partial lines at every run's
