@@ -294,14 +294,38 @@ TEST(errors_are_reported_before_any_work) {
 }
 
 TEST(results_do_not_depend_on_thread_count) {
-  TensorDims d{16, 24, 31 * 29, Layout::NHWC, 0};
-  const auto x = ref::randomFloats(d.elements(), 5);
-  std::vector<double> m1(d.c), v1(d.c), m2(d.c), v2(d.c);
-  setNumThreads(1);
-  CHECK(channelMoments(x.data(), d, m1.data(), v1.data()).ok());
+  // Bit for bit, on every ISA: moments, the training forward (the pipelined
+  // one for NCHW on ISAs with non-temporal stores: 345k elements) and the
+  // backward, with one thread and with two.
+  struct Outputs {
+    std::vector<double> mean, m2, saveMean, invstd;
+    std::vector<float> y, dx, dw, db;
+    bool operator==(const Outputs& o) const {
+      return mean == o.mean && m2 == o.m2 && saveMean == o.saveMean && invstd == o.invstd && y == o.y && dx == o.dx &&
+             dw == o.dw && db == o.db;
+    }
+  };
+  for (const char* isa : testing::isas())
+    for (Layout layout : {Layout::NHWC, Layout::NCHW}) {
+      CHECK(selectIsa(isa));
+      const TensorDims d{16, 24, 31 * 29, layout, 0};
+      const auto x = ref::randomFloats(d.elements(), 5), dy = ref::randomFloats(d.elements(), 6);
+      Outputs out[2];
+      for (std::size_t threads : {1, 2}) {
+        setNumThreads(threads);
+        Outputs& o = out[threads - 1];
+        o.mean.resize(d.c), o.m2.resize(d.c), o.saveMean.resize(d.c), o.invstd.resize(d.c);
+        o.y.resize(d.elements()), o.dx.resize(d.elements()), o.dw.resize(d.c), o.db.resize(d.c);
+        CHECK(channelMoments(x.data(), d, o.mean.data(), o.m2.data()).ok());
+        CHECK(batchNormTraining(x.data(), o.y.data(), d, nullptr, nullptr, 1e-5, true, o.saveMean.data(),
+                                o.invstd.data()).ok());
+        CHECK(batchNormBackward(dy.data(), x.data(), o.dx.data(), d, o.saveMean.data(), o.invstd.data(), nullptr,
+                                nullptr, true, true, o.dw.data(), o.db.data()).ok());
+      }
+      if (!CHECK(out[0] == out[1])) check::fail(__FILE__, __LINE__, testing::describeRun(d, isa, 2));
+    }
+  selectIsa("scalar");
   setNumThreads(2);
-  CHECK(channelMoments(x.data(), d, m2.data(), v2.data()).ok());
-  CHECK(m1 == m2 && v1 == v2);
 }
 
 CHECK_MAIN()
