@@ -12,9 +12,10 @@
 //
 // Elementwise passes (normalization, dx) walk the tensor in memory order.
 //
-// Training forward on tensors of 1 MiB and more, with non-temporal stores:
-// one read of x from memory (see pipelinedTraining). Otherwise, and for the
-// other ISAs, the statistics pass and then the normalization pass.
+// Training forward on tensors of 1 MiB and more with runs of 384 floats and
+// more and slices that fit L2, with non-temporal stores: one read of x from
+// memory (see pipelinedTraining). Otherwise, and for the other ISAs, the
+// statistics pass and then the normalization pass.
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -198,12 +199,13 @@ static void normalize(const KernelTable& k, const float* x, float* y, const Tens
 // comes from memory once. Measured on the project's machine, one thread,
 // against the two passes (the library's C++ API, buffers from calloc):
 // 32x64x56x56 1.00-1.04 -> 0.68-0.72 ms, 8x32x112x112 0.39 -> 0.31-0.33 ms,
-// 64x256x14x14 0.44 -> 0.42 ms; two threads 0.50 -> 0.32, 0.23-0.25 ->
-// 0.16-0.17, 0.26 -> 0.23 ms. Short runs gain little because the statistics
-// walk channel after channel: at 64x256x14x14 that walk alone (writes off)
-// took 0.285 ms where the memory-order walk of channelMoments takes 0.16 (64
-// runs of 784 bytes on 64 pages per channel); a pipeline whose stages are
-// groups of channels, read per sample in memory order, is the next step there.
+// 64x256x14x14 0.44 -> 0.42 ms (now left to the two passes, see below); two
+// threads 0.50 -> 0.32, 0.23-0.25 -> 0.16-0.17 ms. Short runs gain little, or lose, because the
+// statistics walk channel after channel: at 64x256x14x14 that walk alone
+// (writes off) took 0.285 ms where the memory-order walk of channelMoments
+// takes 0.16 (64 runs of 784 bytes on 64 pages per channel); a pipeline whose
+// stages are groups of channels, read per sample in memory order, is the next
+// step there.
 // It needs non-temporal stores (with plain ones each output line is read into
 // the cache first and evicts the slice being read back: 42-55% of a copy in a
 // bare loop) and whole-line writes (lineWindow: partial lines at every run's
@@ -216,15 +218,23 @@ static void normalize(const KernelTable& k, const float* x, float* y, const Tens
 // channel's x and dy slices fit L2 twice with long runs (4x64x112x112), 10-30%
 // slower at 64x256x14x14, 8x32x112x112 and 32x64x56x56 -- two input streams
 // per side, and slices that no longer fit -- so the backward keeps two passes.
+//
+// Where it pays, measured (one thread, pipelined against two passes): it
+// needs runs of at least kPipelineMinRun floats -- 128x512x7x7 35% slower,
+// 256x256x14x14 20%, 256x64x16x16 8%, 64x256x14x14 5% faster, 32x256x20x20
+// 16% faster, 128x64x28x28 18% -- and a group's channel slice small enough
+// for two to stay in L2: 64x64x56x56 (802 KiB slices) 9% slower,
+// 16x64x112x112 and 256x32x28x28 even.
 constexpr std::size_t kPipelineMinElements = 1 << 18;  // below: 256 KiB measured faster in two passes
+constexpr std::size_t kPipelineMinRun = 384;
+constexpr std::size_t kPipelineMaxSliceBytes = std::size_t(512) << 10;
 constexpr std::size_t kPipelineChannels = 16;
-constexpr std::size_t kPipelineMaxSliceBytes = std::size_t(2) << 20;  // a group's channel slice, for L2
 
 bool pipelines(const KernelTable& statsK, const KernelTable& k, const TensorDims& d) {
   std::size_t samples = 0;
   for (std::size_t g = 0; g < d.groups(); ++g) samples = std::max(samples, d.groupSamples(g));
   return &statsK == &k && k.nonTemporalStores && d.elements() >= kPipelineMinElements && d.c >= 2 &&
-         d.spatial >= kLineFloats && samples * d.spatial * sizeof(float) <= kPipelineMaxSliceBytes;
+         d.spatial >= kPipelineMinRun && samples * d.spatial * sizeof(float) <= kPipelineMaxSliceBytes;
 }
 
 static void pipelinedTraining(const KernelTable& k, const float* x, float* y, const TensorDims& d, double eps,

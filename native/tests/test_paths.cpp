@@ -160,22 +160,23 @@ TEST(small_groups_have_float64_statistics) {
 }
 
 TEST(pipelined_training_forward_matches_reference) {
-  // NCHW tensors of 1 MiB and more take the pipelined training forward on
-  // ISAs with non-temporal stores: statistics of channel c while channel c - 1
-  // is written, whole cache lines each. Short runs (blocks of many samples),
-  // long runs (one run per block), runs that are not a multiple of a line,
-  // channel ranges of 16 per unit with a ragged last one, ghost groups with a
-  // ragged last group, outputs at every offset within a line and in place.
+  // NCHW tensors of 1 MiB and more with runs of 384 floats and more take the
+  // pipelined training forward on ISAs with non-temporal stores: statistics of
+  // channel c while channel c - 1 is written, whole cache lines each. Runs
+  // under kRunBlock (blocks of several samples, a ragged last one), long runs
+  // (one run per block), runs that are not a multiple of a line, channel
+  // ranges of 16 per unit with a ragged last one, ghost groups with a ragged
+  // last group, outputs at every offset within a line and in place.
   struct Case {
     TensorDims d;
     std::size_t yOffset;  // floats; the input sits at another offset, or in place
     bool inPlace;
   };
   const std::vector<Case> cases = {
-      {{64, 70, 60, Layout::NCHW, 0}, 0, false},    {{64, 70, 60, Layout::NCHW, 0}, 13, false},
+      {{24, 40, 400, Layout::NCHW, 0}, 0, false},   {{24, 40, 400, Layout::NCHW, 0}, 13, false},
       {{4, 40, 1700, Layout::NCHW, 0}, 5, false},   {{4, 40, 1700, Layout::NCHW, 0}, 8, true},
       {{2, 3, 50000, Layout::NCHW, 0}, 11, false},  {{18, 33, 450, Layout::NCHW, 4}, 3, false},
-      {{18, 33, 450, Layout::NCHW, 4}, 15, true},   {{300, 37, 24, Layout::NCHW, 0}, 7, false}};
+      {{18, 33, 450, Layout::NCHW, 4}, 15, true},   {{12, 37, 600, Layout::NCHW, 0}, 7, false}};
   forEveryIsaAndThreads([&](const char* isa, std::size_t threads) {
     for (const Case& t : cases) {
       const TensorDims& d = t.d;
