@@ -200,8 +200,9 @@ static void normalize(const KernelTable& k, const float* x, float* y, const Tens
 // against the two passes (the library's C++ API, buffers from calloc):
 // 32x64x56x56 1.00-1.04 -> 0.68-0.72 ms, 8x32x112x112 0.39 -> 0.31-0.33 ms,
 // 64x256x14x14 0.44 -> 0.42 ms (now left to the two passes, see below); two
-// threads 0.50 -> 0.32, 0.23-0.25 -> 0.16-0.17 ms. Short runs gain little, or lose, because the
-// statistics walk channel after channel: at 64x256x14x14 that walk alone
+// threads 0.50 -> 0.32, 0.23-0.25 -> 0.16-0.17 ms. Short runs gain little,
+// or lose, because the statistics walk channel after channel: at
+// 64x256x14x14 that walk alone
 // (writes off) took 0.285 ms where the memory-order walk of channelMoments
 // takes 0.16 (64 runs of 784 bytes on 64 pages per channel); a pipeline whose
 // stages are groups of channels, read per sample in memory order, is the next
