@@ -202,12 +202,10 @@ static void normalize(const KernelTable& k, const float* x, float* y, const Tens
 // 64x256x14x14 0.44 -> 0.42 ms (now left to the two passes, see below); two
 // threads 0.50 -> 0.32, 0.23-0.25 -> 0.16-0.17 ms. Short runs gain little,
 // or lose, because the statistics walk channel after channel: at
-// 64x256x14x14 that walk alone
-// (writes off) took 0.285 ms where the memory-order walk of channelMoments
-// takes 0.16 (64 runs of 784 bytes on 64 pages per channel); a pipeline whose
-// stages are groups of channels, read per sample in memory order, is the next
-// step there.
-// It needs non-temporal stores (with plain ones each output line is read into
+// 64x256x14x14 that walk alone (writes off) took 0.285 ms where the
+// memory-order walk of channelMoments takes 0.16 (64 runs of 784 bytes on 64
+// pages per channel); a pipeline whose stages are groups of channels, read per
+// sample in memory order, is the next step there. It needs non-temporal stores (with plain ones each output line is read into
 // the cache first and evicts the slice being read back: 42-55% of a copy in a
 // bare loop) and whole-line writes (lineWindow: partial lines at every run's
 // ends made 64x256x14x14 2.6x slower). Blocks are whole runs: those of
