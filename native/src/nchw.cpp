@@ -204,8 +204,13 @@ static void normalize(const KernelTable& k, const float* x, float* y, const Tens
 // or lose, because the statistics walk channel after channel: at
 // 64x256x14x14 that walk alone (writes off) took 0.285 ms where the
 // memory-order walk of channelMoments takes 0.16 (64 runs of 784 bytes on 64
-// pages per channel); a pipeline whose stages are groups of channels, read per
-// sample in memory order, is the next step there. It needs non-temporal stores (with plain ones each output line is read into
+// pages per channel). Stages of a few channels, each sample's part one
+// contiguous piece read in memory order, reached a copy's speed at
+// 64x256x14x14 in a bare C++ loop (stages of 4 channels, one piece read and
+// one written per step); built from the existing kernels (runSums per sample
+// block, spanNormalize per piece) they measured no faster than the two passes
+// (0.48 against 0.48 ms; 128x512x7x7 0.69 against 0.57) -- a fused kernel for
+// them is the next step. It needs non-temporal stores (with plain ones each output line is read into
 // the cache first and evicts the slice being read back: 42-55% of a copy in a
 // bare loop) and whole-line writes (lineWindow: partial lines at every run's
 // ends made 64x256x14x14 2.6x slower). Blocks are whole runs: those of
