@@ -211,7 +211,9 @@ static void normalize(const KernelTable& k, const float* x, float* y, const Tens
 // block, spanNormalize per piece) they measured no faster than the two passes
 // (0.48 against 0.48 ms; 128x512x7x7 0.69 against 0.57), nor with both in one
 // kernel, sample by sample (64x256x14x14 9% faster; 128x128x14x14 5% and
-// 64x256x16x16 4% slower; 128x512x7x7 even) -- not kept. It needs non-temporal stores (with plain ones each output line is read into
+// 64x256x16x16 4% slower; 128x512x7x7 even), nor interleaved vector by vector
+// (a channel switch tested per output vector: 1.7-2.9x slower) -- not kept.
+// It needs non-temporal stores (with plain ones each output line is read into
 // the cache first and evicts the slice being read back: 42-55% of a copy in a
 // bare loop) and whole-line writes (lineWindow: partial lines at every run's
 // ends made 64x256x14x14 2.6x slower). Blocks are whole runs: those of
