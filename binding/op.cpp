@@ -33,11 +33,10 @@ void Op::add(const Napi::Value& v, const char* name, std::size_t length, void** 
   if (optional && (v.IsNull() || v.IsUndefined())) return;
   bool typed = false;
   napi_typedarray_type actual;
-  std::size_t elements = 0, offset = 0;
+  std::size_t elements = 0;
   void* data = nullptr;
-  napi_value buffer;
   if (napi_is_typedarray(env, v, &typed) != napi_ok || !typed ||
-      napi_get_typedarray_info(env, v, &actual, &elements, &data, &buffer, &offset) != napi_ok || actual != type)
+      napi_get_typedarray_info(env, v, &actual, &elements, &data, nullptr, nullptr) != napi_ok || actual != type)
     throw Napi::TypeError::New(env, std::string(name) + ": expected a " + typeName(type));
   if (elements != length)
     throw Napi::RangeError::New(env, std::string(name) + ": expected " + std::to_string(length) + " elements, got " +

@@ -154,7 +154,7 @@ function planBatchNorm(x: unknown, shapeOrOptions: unknown, maybeOptions: unknow
   const variance = checkChannelValues(o.variance, 'options.variance', c);
   // In JavaScript rather than a native call: the same IEEE operations, and
   // for a few hundred channels cheaper than the call itself.
-  const [invstd, meanCopy] = channelArrays(Float64Array, c, 2);  // one allocation either way
+  const [invstd, meanCopy] = channelArrays(Float64Array, c, 2);  // allocated together whether or not meanCopy is used
   for (let i = 0; i < c; ++i) invstd[i] = 1 / Math.sqrt(variance[i] + eps);
   const mean = meanIn instanceof Float64Array ? meanIn : (meanCopy.set(meanIn), meanCopy);
   return { op: 'batchNormWithStats', args: [t.data, y, t.dims, mean, invstd, weight, bias, relu], result: { y, mean, invstd } };

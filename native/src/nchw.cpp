@@ -196,62 +196,67 @@ static void normalize(const KernelTable& k, const float* x, float* y, const Tens
 // (per group); inside a unit, channel c's statistics are gathered while
 // channel c - 1 -- its statistics complete, its slice of x still in L2 from
 // that read -- is normalized, in the same loop (runsMomentsNormalizing), so x
-// comes from memory once. Measured on the project's machine, one thread,
-// against the two passes (the library's C++ API, buffers from calloc):
-// 32x64x56x56 1.00-1.04 -> 0.68-0.72 ms, 8x32x112x112 0.39 -> 0.31-0.33 ms,
-// 64x256x14x14 0.44 -> 0.42 ms (now left to the two passes, see below); two
-// threads 0.50 -> 0.32, 0.23-0.25 -> 0.16-0.17 ms. Short runs gain little,
-// or lose, because the statistics walk channel after channel: at
-// 64x256x14x14 that walk alone (writes off) took 0.285 ms where the
-// memory-order walk of channelMoments takes 0.16 (64 runs of 784 bytes on 64
-// pages per channel). Stages of a few channels, each sample's part one
-// contiguous piece read in memory order, reached a copy's speed at
-// 64x256x14x14 in a bare C++ loop (stages of 4 channels, one piece read and
-// one written per step); built from the existing kernels (runSums per sample
-// block, spanNormalize per piece) they measured no faster than the two passes
-// (0.48 against 0.48 ms; 128x512x7x7 0.69 against 0.57), nor with both in one
-// kernel, sample by sample (64x256x14x14 9% faster; 128x128x14x14 5% and
-// 64x256x16x16 4% slower; 128x512x7x7 even), nor interleaved vector by vector
-// (a channel switch tested per output vector: 1.7-2.9x slower) -- not kept.
+// comes from memory once. Blocks are the moments pass's sample-blocks of whole
+// runs (one run for long runs); channel c's statistics are not bit-identical
+// to channelMoments' (other units) but depend on the dims only.
+//
 // It needs non-temporal stores (with plain ones each output line is read into
 // the cache first and evicts the slice being read back: 42-55% of a copy in a
 // bare loop) and whole-line writes (lineWindow: partial lines at every run's
-// ends made 64x256x14x14 2.6x slower). Blocks are whole runs: those of
-// kRunBlock / spatial samples for short runs, one run for long ones; channel
-// c's statistics are not bit-identical to channelMoments' (other blocks) but
-// depend on the dims only.
-// The same for the backward (the sums of channel c while writing dx of c - 1)
-// was built and measured slower or barely faster: 7-12% faster where a
-// channel's x and dy slices fit L2 twice with long runs (4x64x112x112), 10-30%
-// slower at 64x256x14x14, 8x32x112x112 and 32x64x56x56 -- two input streams
-// per side, and slices that no longer fit -- so the backward keeps two passes.
+// ends made 64x256x14x14 2.6x slower).
 //
-// Where it pays, measured (one thread, pipelined against two passes): it
-// needs runs of at least kPipelineMinRun floats -- 128x512x7x7 35% slower,
-// 256x256x14x14 20%, 256x64x16x16 8%, 64x256x14x14 5% faster, 32x256x20x20
-// 16% faster, 128x64x28x28 18% -- and a group's channel slice small enough
-// for two to stay in L2: 64x64x56x56 (802 KiB slices) 9% slower,
-// 16x64x112x112 and 256x32x28x28 even.
+// Measured on the project's machine, one thread, against the two passes (the
+// library's C++ API, buffers from calloc): 32x64x56x56 1.00-1.04 -> 0.68-0.72
+// ms, 8x32x112x112 0.39 -> 0.31-0.33 ms; two threads 0.50 -> 0.32 and
+// 0.23-0.25 -> 0.16-0.17 ms. Where it pays: runs of at least kPipelineMinRun
+// floats -- 128x512x7x7 35% slower, 256x256x14x14 20%, 256x64x16x16 8%,
+// 64x256x14x14 5% faster, 32x256x20x20 16% faster, 128x64x28x28 18% -- and a
+// group's channel slice small enough for two to stay in L2: 64x64x56x56 (802
+// KiB slices) 9% slower, 16x64x112x112 and 256x32x28x28 even. Short runs gain
+// little, or lose, because the statistics walk channel after channel: at
+// 64x256x14x14 that walk alone (writes off) took 0.285 ms where the
+// memory-order walk of channelMoments takes 0.16 (64 runs of 784 bytes on 64
+// pages per channel).
+//
+// Tried and not kept: stages of a few channels, each sample's part one
+// contiguous piece read in memory order, came within 10% of a copy's time at
+// 64x256x14x14 in a bare C++ loop (stages of 4 channels, one piece read and one
+// written per step); built from the existing kernels (runSums per sample
+// block, spanNormalize per piece) no faster than the two passes (0.48 against
+// 0.48 ms; 128x512x7x7 0.69 against 0.57), nor with both in one kernel, sample
+// by sample (stages of ~400 KiB: 64x256x14x14 9% faster, 128x128x14x14 5% and
+// 64x256x16x16 4% slower, 128x512x7x7 even; ~200 KiB: up to 25% slower), nor
+// interleaved vector by vector (a channel switch tested per output vector:
+// 1.7-2.9x slower). The same pipeline for the backward (the sums of channel c
+// while writing dx of c - 1): 7-12% faster where a channel's x and dy slices
+// fit L2 twice with long runs (4x64x112x112), 10-30% slower at 64x256x14x14,
+// 8x32x112x112 and 32x64x56x56 -- two input streams per side, and slices that
+// no longer fit -- so the backward keeps two passes.
 constexpr std::size_t kPipelineMinElements = 1 << 18;  // below: 256 KiB measured faster in two passes
 constexpr std::size_t kPipelineMinRun = 384;
 constexpr std::size_t kPipelineMaxSliceBytes = std::size_t(512) << 10;
 constexpr std::size_t kPipelineChannels = 16;
 
-bool pipelines(const KernelTable& statsK, const KernelTable& k, const TensorDims& d) {
-  std::size_t samples = 0;
-  for (std::size_t g = 0; g < d.groups(); ++g) samples = std::max(samples, d.groupSamples(g));
+static bool pipelines(const KernelTable& statsK, const KernelTable& k, const TensorDims& d) {
   return &statsK == &k && k.nonTemporalStores && d.elements() >= kPipelineMinElements && d.c >= 2 &&
-         d.spatial >= kPipelineMinRun && samples * d.spatial * sizeof(float) <= kPipelineMaxSliceBytes;
+         d.spatial >= kPipelineMinRun && d.samplesPerGroup() * d.spatial * sizeof(float) <= kPipelineMaxSliceBytes;
 }
 
 static void pipelinedTraining(const KernelTable& k, const float* x, float* y, const TensorDims& d, double eps,
                               const ForwardParams& p, double* saveMean, double* saveInvstd) {
-  const std::size_t perBlock = d.spatial < kRunBlock ? kRunBlock / d.spatial : 1;  // samples
+  const std::size_t perBlock = Blocking(d, kRunBlock).samplesPerBlock;
   const std::size_t stride = d.c * d.spatial, perGroup = (d.c + kPipelineChannels - 1) / kPipelineChannels;
   forEachUnit(d.elements(), kParallelMinElements, d.groups() * perGroup, [&](std::size_t unit) {
     const std::size_t g = unit / perGroup, c0 = unit % perGroup * kPipelineChannels;
     const std::size_t c1 = std::min(d.c, c0 + kPipelineChannels);
     const std::size_t n0 = d.groupBegin(g), n1 = n0 + d.groupSamples(g);
+    // The block read after channel c's block at sample n, when it has the same
+    // shape (for prefetching): the channel's next block, or the next channel's first.
+    const auto nextBlock = [&](std::size_t c, std::size_t n) -> const float* {
+      if (n + 2 * perBlock <= n1) return x + ((n + perBlock) * d.c + c) * d.spatial;
+      if (n + perBlock >= n1 && c + 1 < c1 && n0 + perBlock <= n1) return x + (n0 * d.c + c + 1) * d.spatial;
+      return nullptr;
+    };
     ChannelAffine affine[2]{};  // of channels c - 2 and c - 1
     for (std::size_t c = c0; c <= c1; ++c) {  // c1: the last channel's normalization alone
       const unsigned edges = (c == c0 + 1 ? kExactHead : 0) | (c == c1 ? kExactTail : 0);
@@ -264,12 +269,9 @@ static void pipelinedTraining(const KernelTable& k, const float* x, float* y, co
           m = chanMerge(m, k.runsMoments(x + at, d.spatial, runs, stride, h));
           continue;
         }
-        const std::size_t nn = n + perBlock;  // the next block read: this channel's next, or the next channel's first
-        const float* next = nn + perBlock <= n1 ? x + at + perBlock * stride
-                            : nn >= n1 && c + 1 < c1 && n0 + perBlock <= n1 ? x + (n0 * d.c + c + 1) * d.spatial
-                                                                            : nullptr;
-        const Moments block = k.runsMomentsNormalizing(c < c1 ? x + at : nullptr, d.spatial, runs, stride, h, next,
-                                                       x + at - d.spatial, y + at - d.spatial, affine, edges, p.relu);
+        const Moments block = k.runsMomentsNormalizing(c < c1 ? x + at : nullptr, d.spatial, runs, stride, h,
+                                                       nextBlock(c, n), x + at - d.spatial, y + at - d.spatial,
+                                                       affine, edges, p.relu);
         if (c < c1) m = chanMerge(m, block);
       }
       if (c == c1) break;

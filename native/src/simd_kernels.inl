@@ -353,14 +353,13 @@ struct RunWriter {
     const RunWindow w = lineWindow(yr, runLen, edges);
     at = w.begin, end = w.end;
     linesEnd = end - std::ptrdiff_t(reinterpret_cast<std::uintptr_t>(yr + end) / sizeof(float) % kLineFloats);
-    if (linesEnd < at) linesEnd = at;
     if (edges & kExactHead) {  // the plain head up to the first line boundary
       const std::size_t into = reinterpret_cast<std::uintptr_t>(yr) / sizeof(float) % kLineFloats;
       const std::size_t head = into ? std::min<std::size_t>(kLineFloats - into, std::size_t(end)) : 0;
       storeSpan<false>(yr, head, [&](std::size_t i, std::size_t k) { return value(std::ptrdiff_t(i), k, own); });
       at = std::ptrdiff_t(head);
-      if (linesEnd < at) linesEnd = at;
     }
+    if (linesEnd < at) linesEnd = at;
     for (; at < 0 && at + std::ptrdiff_t(W) <= linesEnd; at += W) put<true>(y + at, value(at));  // the straddled line
   }
   void step() {

@@ -76,9 +76,10 @@ class Pool {
     std::lock_guard<std::mutex> use(useMutex_);
     // The same size keeps the workers: no thread churn for callers that set
     // the count before every op (the benchmark does).
-    if ((n < 1 ? 1 : n) == threads_ && workers_.size() + 1 == threads_) return;
+    if (n < 1) n = 1;
+    if (n == threads_) return;
     stopWorkers();
-    threads_ = n < 1 ? 1 : n;
+    threads_ = n;
     threadsPub_.store(threads_, std::memory_order_release);
     stop_ = false;
     stopPub_.store(false);
