@@ -112,7 +112,7 @@ inline RunWindow lineWindow(const float* y, std::size_t runLen, unsigned edges) 
           std::ptrdiff_t(runLen) - (edges & kExactTail ? 0 : intoLine(y + runLen))};
 }
 
-// Scratch floats per run that runSums needs (two vectors of the widest ISA).
+// Scratch floats per run that runSums and runGradSums need (two vectors of the widest ISA).
 constexpr std::size_t kRunSumsScratch = 16;
 
 struct KernelTable {
@@ -149,6 +149,12 @@ struct KernelTable {
   // Block of at most kGradBlock floats; the ReLU mask is recomputed from x and p.
   GradSums (*runsGradSums)(const float* dy, const float* x, std::size_t runLen, std::size_t runs,
                            std::size_t stride, ChannelAffine p, bool relu);
+  // The same sums in memory order, for short runs: `samples` samples,
+  // sampleStride floats apart, each `runs` runs of runLen <= kFlushFloats
+  // floats back to back (its channels); adds the sums of run r of every sample,
+  // with p[r], into sums[r]. scratch: kRunSumsScratch * runs floats.
+  void (*runGradSums)(const float* dy, const float* x, std::size_t runLen, std::size_t runs, std::size_t samples,
+                      std::size_t sampleStride, const ChannelAffine* p, bool relu, float* scratch, GradSums* sums);
   // A contiguous span of `runs` whole runs of runLen floats, the channels of
   // consecutive runs cycling through [0, c): run r uses p[(c0 + r) % c] (and
   // g[...]). stream: non-temporal stores where the ISA has them (then the

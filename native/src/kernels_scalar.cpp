@@ -93,6 +93,17 @@ GradSums runsGradSums(const float* dy, const float* x, std::size_t runLen, std::
   return s;
 }
 
+void runGradSums(const float* dy, const float* x, std::size_t runLen, std::size_t runs, std::size_t samples,
+                 std::size_t sampleStride, const ChannelAffine* p, bool relu, float*, GradSums* sums) {
+  for (std::size_t s = 0; s < samples; ++s)
+    for (std::size_t r = 0; r < runs; ++r) {
+      const std::size_t o = s * sampleStride + r * runLen;
+      const GradSums t = runsGradSums(dy + o, x + o, runLen, 1, runLen, p[r], relu);
+      sums[r].sumDy += t.sumDy;
+      sums[r].sumDyXc += t.sumDyXc;
+    }
+}
+
 void runsGradApply(const float* dy, const float* x, float* dx, std::size_t len, ChannelAffine p, ChannelGrad g,
                    bool relu) {
   for (std::size_t i = 0; i < len; ++i) {
@@ -177,7 +188,7 @@ void probeTriad(const float* a, const float* b, float* out, std::size_t n, bool)
 }  // namespace
 
 const KernelTable& table() {
-  static const KernelTable t{"scalar",      false,         runsMoments,   runsMomentsNormalizing, runSums, runsGradSums, spanNormalize,
+  static const KernelTable t{"scalar",      false,         runsMoments,   runsMomentsNormalizing, runSums, runsGradSums, runGradSums, spanNormalize,
                              spanGradApply, rowsMoments,   rowsNormalize, rowsGradSums,
                              rowsGradApply, fence,         probeRead,     probeCopy,
                              probeTriad};

@@ -315,6 +315,13 @@ std::vector<GradSums> reduceGrads(const KernelTable& k, const float* dy, const f
   forEachUnit(d.elements(), kParallelMinElements, units.size(), [&](std::size_t u) {
     GradSums* s = &slots[u * d.c];
     const ChannelAffine* a = &affine[units[u].group * d.c];
+    if (b.samplesPerBlock > 1) {  // short runs: in memory order, as unitMoments
+      std::vector<float> scratch(kRunSumsScratch * d.c);
+      const std::size_t n0 = units[u].n0;
+      k.runGradSums(dy + n0 * stride, x + n0 * stride, d.spatial, d.c, units[u].samples, stride, a, relu,
+                    scratch.data(), s);
+      return;
+    }
     forEachBlock(d, b, units[u], 0, d.c, x, dy, [&](std::size_t c, std::size_t off, std::size_t len, std::size_t runs) {
       const GradSums t = k.runsGradSums(dy + off, x + off, len, runs, stride, a[c], relu);
       s[c].sumDy += t.sumDy;

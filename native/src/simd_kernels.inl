@@ -168,6 +168,37 @@ Moments runsMoments(const float* x, std::size_t runLen, std::size_t runs, std::s
   return runsMomentsWith(x, runLen, runs, stride, hint, noSide);
 }
 
+// A run's two float32 partial sums (x - m and its square, or dy' and dy' * (x - hi)).
+struct RunSums {
+  T first, second;
+};
+
+// The memory-order walk of short runs shared by runSums and runGradSums:
+// `samples` samples, sampleStride floats apart, each `runs` runs of runLen <=
+// kFlushFloats floats back to back (its channels). spanRun(o, r) walks the
+// run at offset o with channel r's parameters and returns its two sums
+// (RunSums) -- a horizontal sum per run would cost a third of the
+// time -- which are added into the channel's lanes in scratch; flush(r, a, b)
+// takes the lanes' float64 totals every kFlushFloats values per channel.
+template <class SpanRun, class Flush>
+inline void runLanesWalk(std::size_t runLen, std::size_t runs, std::size_t samples, std::size_t sampleStride,
+                         float* scratch, SpanRun&& spanRun, Flush&& flush) {
+  const std::size_t perFlush = kFlushFloats / runLen;  // samples
+  for (std::size_t s0 = 0; s0 < samples; s0 += perFlush) {
+    for (std::size_t i = 0; i < 2 * W * runs; ++i) scratch[i] = 0;
+    const std::size_t s1 = std::min(samples, s0 + perFlush);
+    for (std::size_t s = s0; s < s1; ++s)
+      for (std::size_t r = 0; r < runs; ++r) {
+        const auto sums = spanRun(s * sampleStride + r * runLen, r);
+        float* lanes = scratch + 2 * W * r;
+        V::store(lanes, V::add(V::load(lanes), sums.first));
+        V::store(lanes + W, V::add(V::load(lanes + W), sums.second));
+      }
+    for (std::size_t r = 0; r < runs; ++r)
+      flush(r, V::hsum(V::load(scratch + 2 * W * r)), V::hsum(V::load(scratch + 2 * W * r + W)));
+  }
+}
+
 void runSums(const float* x, std::size_t runLen, std::size_t runs, std::size_t samples, std::size_t sampleStride,
              const float* shift, float* scratch, double* dsum, double* qsum) {
   ShiftedAcc acc;
@@ -183,26 +214,15 @@ void runSums(const float* x, std::size_t runLen, std::size_t runs, std::size_t s
       }
     return;
   }
-  // Short runs: each run's four chains are summed into its channel's float32
-  // lanes in scratch (d then q), flushed to float64 every kFlushFloats values
-  // per channel -- a horizontal sum per run would cost a third of the time.
-  const std::size_t perFlush = kFlushFloats / runLen;  // samples
-  for (std::size_t s0 = 0; s0 < samples; s0 += perFlush) {
-    for (std::size_t i = 0; i < 2 * W * runs; ++i) scratch[i] = 0;
-    const std::size_t s1 = std::min(samples, s0 + perFlush);
-    for (std::size_t s = s0; s < s1; ++s)
-      for (std::size_t r = 0; r < runs; ++r) {
-        acc.span(x + s * sampleStride + r * runLen, runLen, V::set1(shift[r]));
-        float* lanes = scratch + 2 * W * r;
-        V::store(lanes, V::add(V::load(lanes), sum4(acc.d0, acc.d1, acc.d2, acc.d3)));
-        V::store(lanes + W, V::add(V::load(lanes + W), sum4(acc.q0, acc.q1, acc.q2, acc.q3)));
+  runLanesWalk(
+      runLen, runs, samples, sampleStride, scratch,
+      [&](std::size_t o, std::size_t r) {
+        acc.span(x + o, runLen, V::set1(shift[r]));
+        const RunSums sums{sum4(acc.d0, acc.d1, acc.d2, acc.d3), sum4(acc.q0, acc.q1, acc.q2, acc.q3)};
         acc.clear();
-      }
-    for (std::size_t r = 0; r < runs; ++r) {
-      dsum[r] += V::hsum(V::load(scratch + 2 * W * r));
-      qsum[r] += V::hsum(V::load(scratch + 2 * W * r + W));
-    }
-  }
+        return sums;
+      },
+      [&](std::size_t r, double d, double q) { dsum[r] += d, qsum[r] += q; });
 }
 
 // y = (x - mean) * scale + shift as fma(x - hi, scale, shift - lo * scale)
@@ -438,13 +458,17 @@ inline T maskedDy(T dy, T xc, T s, T b) {
 
 // Sums of dy' (the ReLU-masked dy) and dy' * (x - hi): four product chains
 // (FMA latency), two sum chains -- few enough registers that each dy is
-// loaded once -- kept in float32 over at most kFlushFloats values.
+// loaded once -- kept in float32 over at most kFlushFloats values. No
+// software prefetch: with it (16 KiB ahead) the backward measured 10-15%
+// slower on tensors up to 2 MiB and the sums 9% slower at 8x32x112x112; only
+// 32x64x56x56, from DRAM, gained (2-3%).
 template <bool Relu>
 struct GradAcc {
   T hi, s, b;
   T g0, g1, h0, h1, h2, h3;
   double g = 0, h = 0;
   void clear() { g0 = g1 = h0 = h1 = h2 = h3 = V::zero(); }
+  void setChannel(const ChannelAffine& p) { hi = V::set1(p.meanHi), s = V::set1(p.scale), b = V::set1(p.foldedShift); }
   void flush() {
     g += V::hsum(V::add(g0, g1));
     h += V::hsum(sum4(h0, h1, h2, h3));
@@ -453,8 +477,6 @@ struct GradAcc {
   void span(const float* ds, const float* xs, std::size_t len) {
     std::size_t i = 0;
     for (; i + 4 * W <= len; i += 4 * W) {
-      prefetchStep(xs + i);
-      prefetchStep(ds + i);
       const T xa = V::sub(V::load(xs + i), hi), xb = V::sub(V::load(xs + i + W), hi);
       const T xc = V::sub(V::load(xs + i + 2 * W), hi), xd = V::sub(V::load(xs + i + 3 * W), hi);
       const T ga = V::pin(maskedDy<Relu>(V::load(ds + i), xa, s, b));
@@ -490,7 +512,7 @@ template <bool Relu>
 GradSums runsGradSumsT(const float* dy, const float* x, std::size_t runLen, std::size_t runs,
                        std::size_t stride, ChannelAffine p) {
   GradAcc<Relu> acc;
-  acc.hi = V::set1(p.meanHi), acc.s = V::set1(p.scale), acc.b = V::set1(p.foldedShift);
+  acc.setChannel(p);
   acc.clear();
   flushedWalk(
       runLen, runs, stride, [&](std::size_t o, std::size_t len) { acc.span(dy + o, x + o, len); },
@@ -502,6 +524,32 @@ GradSums runsGradSums(const float* dy, const float* x, std::size_t runLen, std::
                       std::size_t stride, ChannelAffine p, bool relu) {
   return relu ? runsGradSumsT<true>(dy, x, runLen, runs, stride, p)
               : runsGradSumsT<false>(dy, x, runLen, runs, stride, p);
+}
+
+template <bool Relu>
+void runGradSumsT(const float* dy, const float* x, std::size_t runLen, std::size_t runs, std::size_t samples,
+                  std::size_t sampleStride, const ChannelAffine* p, float* scratch, GradSums* sums) {
+  GradAcc<Relu> acc;
+  acc.clear();
+  runLanesWalk(
+      runLen, runs, samples, sampleStride, scratch,
+      [&](std::size_t o, std::size_t r) {
+        acc.setChannel(p[r]);
+        acc.span(dy + o, x + o, runLen);
+        const RunSums s{V::add(acc.g0, acc.g1), sum4(acc.h0, acc.h1, acc.h2, acc.h3)};
+        acc.clear();
+        return s;
+      },
+      [&](std::size_t r, double g, double h) {
+        sums[r].sumDy += g;
+        sums[r].sumDyXc += h - double(p[r].meanLo) * g;
+      });
+}
+
+void runGradSums(const float* dy, const float* x, std::size_t runLen, std::size_t runs, std::size_t samples,
+                 std::size_t sampleStride, const ChannelAffine* p, bool relu, float* scratch, GradSums* sums) {
+  if (relu) runGradSumsT<true>(dy, x, runLen, runs, samples, sampleStride, p, scratch, sums);
+  else runGradSumsT<false>(dy, x, runLen, runs, samples, sampleStride, p, scratch, sums);
 }
 
 // dx = ga * dy' + gb * (x - mean) + gc = ga * dy' + gb * (x - hi) + (gc - gb * lo) (ChannelGrad::foldedC).
@@ -1030,7 +1078,7 @@ void probeTriad(const float* a, const float* b, float* out, std::size_t n, bool 
 }
 
 const KernelTable& simdTable() {
-  static const KernelTable t{V::kName,     V::kStream,    runsMoments,   runsMomentsNormalizing, runSums, runsGradSums, spanNormalize,
+  static const KernelTable t{V::kName,     V::kStream,    runsMoments,   runsMomentsNormalizing, runSums, runsGradSums, runGradSums, spanNormalize,
                              spanGradApply, rowsMoments,   rowsNormalize, rowsGradSums,
                              rowsGradApply, V::fence,     probeRead,     probeCopy,
                              probeTriad};

@@ -133,6 +133,55 @@ TEST(blocks_with_far_apart_means_keep_the_variance_exact) {
   });
 }
 
+TEST(short_runs_reduce_in_memory_order_across_flushes) {
+  // NCHW runs shorter than a block are reduced sample by sample in memory
+  // order (runSums for the moments, runGradSums for the backward), each
+  // channel's float32 lanes flushed to float64 every kFlushFloats values: these
+  // shapes take two to seven flushes per channel (runs of 7, 33 and 100
+  // floats), with ghost groups and the fused ReLU, and values far from zero
+  // (|mean| / std up to 3e4) so the shifts and the mean's hi/lo split matter.
+  struct Case {
+    TensorDims d;
+    bool relu;
+    float lo, hi;  // the range of x
+  };
+  const std::vector<Case> cases = {
+      {{300, 2, 7, Layout::NCHW, 0}, false, 40, 46},   {{40, 3, 33, Layout::NCHW, 0}, true, 40, 46},
+      {{70, 5, 100, Layout::NCHW, 0}, false, 40, 46},  {{70, 5, 100, Layout::NCHW, 35}, true, 40, 46},
+      {{96, 4, 33, Layout::NCHW, 48}, false, 40, 46},  {{40, 3, 33, Layout::NCHW, 0}, false, 1e4f, 1e4f + 1}};
+  forEveryIsaAndThreads([&](const char* isa, std::size_t threads) {
+    for (const Case& t : cases) {
+      const TensorDims& d = t.d;
+      const std::string what = describe(d, isa, threads, 0) + (t.relu ? " relu" : "");
+      const auto x = ref::randomFloats(d.elements(), d.n + d.spatial, t.lo, t.hi);
+      const auto dy = ref::randomFloats(d.elements(), d.c + 5, -1.0f, 1.0f);
+      const auto w = ref::randomFloats(d.c, 6, 0.5f, 1.5f), b = ref::randomFloats(d.c, 8, -0.5f, 0.5f);
+      const ref::Stats st = ref::moments(x, d);
+      const std::size_t stats = d.groups() * d.c;
+      std::vector<double> mean(stats), m2(stats), invstd(stats);
+      CHECK(channelMoments(x.data(), d, mean.data(), m2.data()).ok());
+      for (std::size_t i = 0; i < stats; ++i) {
+        invstd[i] = 1 / std::sqrt(st.var[i] + 1e-5);
+        if (!CHECK_NEAR(mean[i], st.mean[i], 1e-6, 1e-6) ||
+            !CHECK_NEAR(m2[i] / double(d.samplesPerGroup() * d.spatial), st.var[i], 1e-5, 1e-7)) {
+          check::fail(__FILE__, __LINE__, what + " moments");
+          return;
+        }
+      }
+      const ref::Grads want = ref::backward(dy, x, d, st.mean, invstd, w.data(), b.data(), t.relu, true);
+      std::vector<float> dx(d.elements()), dw(d.c), db(d.c);
+      CHECK(batchNormBackward(dy.data(), x.data(), dx.data(), d, st.mean.data(), invstd.data(), w.data(), b.data(),
+                              t.relu, true, dw.data(), db.data()).ok());
+      double scale = 0;
+      for (double v : want.dx) scale = std::max(scale, std::fabs(v));
+      const double count = double(d.elements() / d.c);
+      if (!allNear(dx.data(), want.dx, 1e-4, 1e-4 * scale + 1e-6, what + " dx")) return;
+      if (!allNear(dw.data(), want.dweight, 1e-4, 1e-6 * count, what + " dweight")) return;
+      if (!allNear(db.data(), want.dbias, 1e-4, 1e-6 * count, what + " dbias")) return;
+    }
+  });
+}
+
 TEST(small_groups_have_float64_statistics) {
   // Under 256 values per channel the statistics come from the float64
   // kernels on every ISA: the mean of 18 or 36 values near 0 is exact to
