@@ -31,12 +31,11 @@ void Op::add(const Napi::Value& v, const char* name, std::size_t length, void** 
   Napi::Env env = v.Env();
   *slot = nullptr;
   if (optional && (v.IsNull() || v.IsUndefined())) return;
-  bool typed = false;
   napi_typedarray_type actual;
   std::size_t elements = 0;
   void* data = nullptr;
-  if (napi_is_typedarray(env, v, &typed) != napi_ok || !typed ||
-      napi_get_typedarray_info(env, v, &actual, &elements, &data, nullptr, nullptr) != napi_ok || actual != type)
+  // napi_invalid_arg for anything but a typed array
+  if (napi_get_typedarray_info(env, v, &actual, &elements, &data, nullptr, nullptr) != napi_ok || actual != type)
     throw Napi::TypeError::New(env, std::string(name) + ": expected a " + typeName(type));
   if (elements != length)
     throw Napi::RangeError::New(env, std::string(name) + ": expected " + std::to_string(length) + " elements, got " +
@@ -44,46 +43,53 @@ void Op::add(const Napi::Value& v, const char* name, std::size_t length, void** 
   *slot = length ? data : nullptr;  // data already includes the view's byte offset
   if (length && !*slot) throw Napi::TypeError::New(env, std::string(name) + ": its ArrayBuffer is detached");
   const std::size_t elementBytes = type == napi_float64_array ? 8 : 4;
-  arrays_.push_back({name, v, slot, length * elementBytes, output, {}, {}});
+  if (count_ == kMaxArrays) throw Napi::Error::New(env, std::string(name) + ": more arrays than an op can take");
+  arrays_[count_++] = {name, v, slot, length * elementBytes, output, {}, {}};
 }
 
-static std::size_t uintOf(const Napi::Object& o, const char* key) {
-  const Napi::Value v = o.Get(key);
-  if (!v.IsNumber() || v.As<Napi::Number>().DoubleValue() < 0)
-    throw Napi::TypeError::New(o.Env(), std::string("dims.") + key + ": expected a non-negative integer");
-  return std::size_t(v.As<Napi::Number>().Int64Value());
+static Napi::Value propertyOf(const Napi::Object& o, const char* key) {
+  napi_value v = nullptr;
+  if (napi_get_named_property(o.Env(), o, key, &v) != napi_ok) throw Napi::Error::New(o.Env());
+  return Napi::Value(o.Env(), v);
 }
 
 rebatch::TensorDims dimsArg(const Napi::Value& v) {
   if (!v.IsObject()) throw Napi::TypeError::New(v.Env(), "dims: expected an object");
   const Napi::Object o = v.As<Napi::Object>();
   rebatch::TensorDims d;
-  d.n = uintOf(o, "n");
-  d.c = uintOf(o, "c");
-  d.spatial = uintOf(o, "spatial");
-  const std::size_t layout = uintOf(o, "layout");
+  d.n = sizeArg(propertyOf(o, "n"), "dims.n");
+  d.c = sizeArg(propertyOf(o, "c"), "dims.c");
+  d.spatial = sizeArg(propertyOf(o, "spatial"), "dims.spatial");
+  const std::size_t layout = sizeArg(propertyOf(o, "layout"), "dims.layout");
   if (layout > 1) throw Napi::RangeError::New(v.Env(), "dims.layout: expected 0 (NCHW) or 1 (NHWC)");
   d.layout = layout == 0 ? rebatch::Layout::NCHW : rebatch::Layout::NHWC;
-  d.groupSize = uintOf(o, "groupSize");
+  d.groupSize = sizeArg(propertyOf(o, "groupSize"), "dims.groupSize");
   const rebatch::Status s = rebatch::validateDims(d);
   if (!s.ok()) throw Napi::RangeError::New(v.Env(), std::string("x: ") + s.message);
   return d;
 }
 
+// The readers below make one N-API call each where they can (it fails for
+// a value of the wrong type): at a dozen arguments, every call counts.
 std::size_t sizeArg(const Napi::Value& v, const char* name) {
-  if (!v.IsNumber() || v.As<Napi::Number>().DoubleValue() < 0)
+  double d = -1;
+  if (napi_get_value_double(v.Env(), v, &d) != napi_ok || !(d >= 0 && d <= 9007199254740991.0))
     throw Napi::TypeError::New(v.Env(), std::string(name) + ": expected a non-negative integer");
-  return std::size_t(v.As<Napi::Number>().Int64Value());
+  return std::size_t(d);
 }
 
 double numberArg(const Napi::Value& v, const char* name) {
-  if (!v.IsNumber()) throw Napi::TypeError::New(v.Env(), std::string(name) + ": expected a number");
-  return v.As<Napi::Number>().DoubleValue();
+  double d = 0;
+  if (napi_get_value_double(v.Env(), v, &d) != napi_ok)
+    throw Napi::TypeError::New(v.Env(), std::string(name) + ": expected a number");
+  return d;
 }
 
 bool boolArg(const Napi::Value& v, const char* name) {
-  if (!v.IsBoolean()) throw Napi::TypeError::New(v.Env(), std::string(name) + ": expected a boolean");
-  return v.As<Napi::Boolean>().Value();
+  bool b = false;
+  if (napi_get_value_bool(v.Env(), v, &b) != napi_ok)
+    throw Napi::TypeError::New(v.Env(), std::string(name) + ": expected a boolean");
+  return b;
 }
 
 void runNow(Napi::Env env, Op& op) {

@@ -6,6 +6,7 @@
 #pragma once
 #include <napi.h>
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -24,9 +25,16 @@ struct ArrayArg {
   std::vector<std::uint8_t> owned;         // async only
 };
 
+// The registered arrays, in order (a view of an Op's fixed storage).
+struct ArrayArgs_ {
+  ArrayArg* first;
+  ArrayArg* last;
+  ArrayArg* begin() const { return first; }
+  ArrayArg* end() const { return last; }
+};
+
 class Op {
  public:
-  Op() { arrays_.reserve(kMaxArrays); }
   virtual ~Op() = default;
   virtual rebatch::Status run() = 0;
 
@@ -42,15 +50,18 @@ class Op {
     add(v, name, length, reinterpret_cast<void**>(slot), typeOf<T>(), optional, true);
   }
 
-  std::vector<ArrayArg>& arrays() { return arrays_; }
+  ArrayArgs_ arrays() { return {arrays_.data(), arrays_.data() + count_}; }
 
  private:
   template <class T>
   static napi_typedarray_type typeOf();
   void add(const Napi::Value& v, const char* name, std::size_t length, void** slot, napi_typedarray_type type,
            bool optional, bool output);
-  static constexpr std::size_t kMaxArrays = 12;  // the most any op takes (a hint: more still work)
-  std::vector<ArrayArg> arrays_;
+  // The most any op takes. Fixed storage: a vector's allocation was ~10% of
+  // a small tensor's binding overhead.
+  static constexpr std::size_t kMaxArrays = 12;
+  std::array<ArrayArg, kMaxArrays> arrays_{};
+  std::size_t count_ = 0;
 };
 
 // Argument checking only, for the small synchronous helpers that run inline.
