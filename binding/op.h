@@ -26,7 +26,7 @@ struct ArrayArg {
 };
 
 // The registered arrays, in order (a view of an Op's fixed storage).
-struct ArrayArgs_ {
+struct ArrayArgRange {
   ArrayArg* first;
   ArrayArg* last;
   ArrayArg* begin() const { return first; }
@@ -50,7 +50,7 @@ class Op {
     add(v, name, length, reinterpret_cast<void**>(slot), typeOf<T>(), optional, true);
   }
 
-  ArrayArgs_ arrays() { return {arrays_.data(), arrays_.data() + count_}; }
+  ArrayArgRange arrays() { return {arrays_.data(), arrays_.data() + count_}; }
 
  private:
   template <class T>
