@@ -6,10 +6,10 @@
 // or whole runs of a few consecutive samples. Blocks are visited sample-block
 // by sample-block, channel after channel inside one, so memory is read as a
 // few sequential streams (short runs: sample by sample in memory order, see
-// unitMoments and reduceGrads); a unit of
-// work is a range of sample-blocks of one group, and each unit reduces into its
-// own per-channel slot. Slots are merged in unit order, so the results depend
-// on the dims only, never on the thread count.
+// unitMoments and reduceGrads); a unit of work is a range of sample-blocks of
+// one group, and each unit reduces into its own per-channel slot. Slots are
+// merged in unit order, so the results depend on the dims only, never on the
+// thread count.
 //
 // Elementwise passes (normalization, dx) walk the tensor in memory order.
 //
