@@ -4,6 +4,7 @@
 // its own slot and slots are merged in unit order, so any thread count gives
 // the same bits.
 #include <algorithm>
+#include <memory>
 #include <vector>
 
 #include "channel_params.h"
@@ -59,20 +60,21 @@ void padPeriodic(const float* v, std::size_t c, float* out) {
 
 // Float arrays of the given lengths carved from one allocation: an op needs
 // several per-channel arrays, and at a few hundred channels their mallocs and
-// frees were a measurable part of a small tensor's call. at(i) is array i.
+// frees (and zeroing: the owner writes every entry) were a measurable part of
+// a small tensor's call. at(i) is array i.
 template <std::size_t K>
 class FloatArrays {
  public:
   explicit FloatArrays(const std::size_t (&lengths)[K]) {
     std::size_t total = 0;
     for (std::size_t i = 0; i < K; ++i) offsets_[i] = total, total += lengths[i];
-    storage_.resize(total);
+    storage_.reset(new float[total]);
   }
-  float* at(std::size_t i) { return storage_.data() + offsets_[i]; }
+  float* at(std::size_t i) { return storage_.get() + offsets_[i]; }
 
  private:
   std::size_t offsets_[K];
-  std::vector<float> storage_;
+  std::unique_ptr<float[]> storage_;
 };
 
 // Float32 per-(group, channel) affine arrays for the row kernels.
