@@ -58,6 +58,11 @@ struct ChannelGrad {
 // entries (so a vector may start at any channel), with the mean's lo part
 // folded in: shiftP = shift - meanLo * scale, cP = c - b * meanLo.
 constexpr std::size_t kRowsPad = 16;
+// Rows of at most this many floats (whole vectors) are normalized two rows per
+// load of their parameters when stores are plain (see twoRowWalk in
+// simd_kernels.inl); wider rows load a channel's three parameters with every
+// vector (which is why they stream their output sooner: layout_ops.h).
+constexpr std::size_t kPairRowFloats = 64;
 struct RowsAffine {
   const float* meanHi;
   const float* meanLo;

@@ -132,7 +132,8 @@ void moments(const KernelTable& k, const float* x, const TensorDims& d, double* 
 void withStats(const KernelTable& k, const float* x, float* y, const TensorDims& d, ForwardParams p) {
   const AffineArrays affine(p, d);
   const std::vector<Unit> chunks = chunksOf(d);
-  const bool stream = streamOutput(d.elements() * 2 * sizeof(float));
+  const bool stream =
+      streamOutput(d.elements() * 2 * sizeof(float), d.c > kPairRowFloats ? kStreamMinBytesWideRows : kStreamMinBytes);
   forEachUnit(d.elements(), kParallelMinElementwise, chunks.size(), [&](std::size_t i) {
     const Unit& t = chunks[i];
     k.rowsNormalize(x + t.firstRow * d.c, y + t.firstRow * d.c, t.rows, d.c, affine.group(t.group), p.relu, stream);

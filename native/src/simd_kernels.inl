@@ -847,8 +847,8 @@ inline std::size_t nextChannel(std::size_t ch, std::size_t k, std::size_t c) {
 // 0.86-0.87 -> 0.93-0.96 of the copy probe for 32 and 64 channels, but 0.78 ->
 // 0.50 from 128 channels (rows of 512 bytes and more; on one thread as on two,
 // and reproduced in a bare C++ loop), so it takes rows of at most
-// kPairRowFloats; with streaming stores both were slower and keep the span.
-constexpr std::size_t kPairRowFloats = 64;
+// kPairRowFloats (kernels.h); with streaming stores both were slower and keep
+// the span.
 
 template <class Make, class Eval>
 inline void twoRowWalk(float* out, std::size_t rows, std::size_t c, Make&& make, Eval&& eval) {

@@ -6,9 +6,6 @@
 namespace rebatch {
 namespace {
 
-// See layout_ops.h.
-constexpr std::size_t kStreamMinBytes = std::size_t(32) << 20;
-
 long long envMinBytes() {
   static const long long bytes = [] {
     if (const char* env = std::getenv("REBATCH_STREAM_MIN_BYTES")) {
@@ -23,10 +20,10 @@ long long envMinBytes() {
 
 }  // namespace
 
-bool streamOutput(std::size_t bytesTouched) {
+bool streamOutput(std::size_t bytesTouched, std::size_t minBytes) {
   const long long env = envMinBytes();
   if (env >= 0) return bytesTouched >= static_cast<unsigned long long>(env);
-  return bytesTouched >= kStreamMinBytes;
+  return bytesTouched >= minBytes;
 }
 
 }  // namespace rebatch
