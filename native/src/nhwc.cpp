@@ -132,8 +132,9 @@ void moments(const KernelTable& k, const float* x, const TensorDims& d, double* 
 void withStats(const KernelTable& k, const float* x, float* y, const TensorDims& d, ForwardParams p) {
   const AffineArrays affine(p, d);
   const std::vector<Unit> chunks = chunksOf(d);
-  const bool stream =
-      streamOutput(d.elements() * 2 * sizeof(float), d.c > kPairRowFloats ? kStreamMinBytesWideRows : kStreamMinBytes);
+  const bool oneThread = numThreads() == 1 || d.elements() < kParallelMinElementwise;
+  const bool wideRows = d.c > kPairRowFloats && oneThread;  // see kStreamMinBytesWideRows
+  const bool stream = streamOutput(d.elements() * 2 * sizeof(float), wideRows ? kStreamMinBytesWideRows : kStreamMinBytes);
   forEachUnit(d.elements(), kParallelMinElementwise, chunks.size(), [&](std::size_t i) {
     const Unit& t = chunks[i];
     k.rowsNormalize(x + t.firstRow * d.c, y + t.firstRow * d.c, t.rows, d.c, affine.group(t.group), p.relu, stream);
