@@ -70,18 +70,28 @@ inline void prefetchSpan(const float* p, std::size_t n) {
 // eval NCHW 0.86-0.90 -> 0.90-1.07 of the copy probe, training forward 5-8%
 // faster; the copy probe itself: plain 91-97 GB/s, non-temporal 80-85), and
 // streaming wins from ~38 MiB (50 MiB touched: non-temporal copy 73 GB/s,
-// plain 63). On one thread the channels-last normalization of rows wider
-// than kPairRowFloats streams from 16 MiB: it loads three parameters per
-// output vector, and the read-for-ownership of plain stores comes on top
-// (8-13 MB tensors, C = 96-512: eval 10-22% faster streaming, training forward
-// 5-15%; 6.4 MB 10% slower). Not with more threads: there the non-temporal
-// stores are capped by the DRAM write bandwidth the VM gets, which varies
-// (64x256x14x14 eval on two threads: 7% faster streaming in one state of the
-// machine, 1.7x slower in another). Cache sizes reported inside VMs are not
-// trustworthy, hence fixed values; REBATCH_STREAM_MIN_BYTES overrides both.
+// plain 63). On one thread, passes that load more than one vector per output
+// vector -- dx (dy and x), and the channels-last rows wider than
+// kPairRowFloats (three parameters per vector) -- stream from 16 MiB: the
+// read-for-ownership of plain stores comes on top of their loads (NHWC
+// normalization of 8-13 MB tensors, C = 96-512: eval 10-22% faster streaming,
+// training forward 5-15%, 6.4 MB 10% slower; NCHW dx of 2.4-6.4 MB tensors
+// 5-20% faster, wide NHWC rows 6-8%; narrow NHWC rows 7-9% slower, as they
+// lose the two-row walk). Not with more threads: there non-temporal stores
+// are capped by the DRAM write bandwidth the VM gets, which varies (dx of
+// 6.4 MB tensors 22-39% slower streaming; 64x256x14x14 eval 7% faster in one
+// state of the machine, 1.7x slower in another). Cache sizes reported inside
+// VMs are not trustworthy, hence fixed values; REBATCH_STREAM_MIN_BYTES
+// overrides both.
 constexpr std::size_t kStreamMinBytes = std::size_t(32) << 20;
-constexpr std::size_t kStreamMinBytesWideRows = std::size_t(16) << 20;
+constexpr std::size_t kStreamMinBytesLoadBound = std::size_t(16) << 20;
 bool streamOutput(std::size_t bytesTouched, std::size_t minBytes = kStreamMinBytes);
+// The threshold for a pass over `elements` floats: kStreamMinBytesLoadBound
+// when it is load-bound and runs on one thread, else kStreamMinBytes.
+inline std::size_t streamMinBytes(bool loadBound, std::size_t elements) {
+  const bool oneThread = numThreads() == 1 || elements < kParallelMinElementwise;
+  return loadBound && oneThread ? kStreamMinBytesLoadBound : kStreamMinBytes;
+}
 
 // Target floats per unit of the NCHW reductions (whole sample-blocks).
 constexpr std::size_t kReduceUnitFloats = 1 << 18;

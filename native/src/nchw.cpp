@@ -358,7 +358,7 @@ void applyGrads(const KernelTable& k, const float* dy, const float* x, float* dx
                 const ForwardParams& p, const std::vector<ChannelGrad>& grad) {
   const std::vector<ChannelAffine> affine = affineTable(p, d);
   const bool relu = p.relu;
-  const bool stream = streamOutput(d.elements() * 3 * sizeof(float));
+  const bool stream = streamOutput(d.elements() * 3 * sizeof(float), streamMinBytes(true, d.elements()));
   forEachSpan(k, d, stream, [&](std::size_t g, std::size_t first, std::size_t runs) {
     const std::size_t off = first * d.spatial;
     k.spanGradApply(dy + off, x + off, dx + off, d.spatial, runs, &affine[g * d.c], &grad[g * d.c], first % d.c, d.c,

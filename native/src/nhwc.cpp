@@ -132,9 +132,8 @@ void moments(const KernelTable& k, const float* x, const TensorDims& d, double* 
 void withStats(const KernelTable& k, const float* x, float* y, const TensorDims& d, ForwardParams p) {
   const AffineArrays affine(p, d);
   const std::vector<Unit> chunks = chunksOf(d);
-  const bool oneThread = numThreads() == 1 || d.elements() < kParallelMinElementwise;
-  const bool wideRows = d.c > kPairRowFloats && oneThread;  // see kStreamMinBytesWideRows
-  const bool stream = streamOutput(d.elements() * 2 * sizeof(float), wideRows ? kStreamMinBytesWideRows : kStreamMinBytes);
+  const bool stream =
+      streamOutput(d.elements() * 2 * sizeof(float), streamMinBytes(d.c > kPairRowFloats, d.elements()));
   forEachUnit(d.elements(), kParallelMinElementwise, chunks.size(), [&](std::size_t i) {
     const Unit& t = chunks[i];
     k.rowsNormalize(x + t.firstRow * d.c, y + t.firstRow * d.c, t.rows, d.c, affine.group(t.group), p.relu, stream);
@@ -187,7 +186,8 @@ void applyGrads(const KernelTable& k, const float* dy, const float* x, float* dx
     padPeriodic(&gb[g * C], C, &gbP[o]);
     padPeriodic(folded, C, &gcP[o]);
   }
-  const bool stream = streamOutput(d.elements() * 3 * sizeof(float));
+  const bool stream =
+      streamOutput(d.elements() * 3 * sizeof(float), streamMinBytes(d.c > kPairRowFloats, d.elements()));
   const std::vector<Unit> chunks = chunksOf(d);
   forEachUnit(d.elements(), kParallelMinElementwise, chunks.size(), [&](std::size_t i) {
     const Unit& t = chunks[i];
