@@ -80,8 +80,10 @@ inline void prefetchSpan(const float* p, std::size_t n) {
 // lose the two-row walk). Not with more threads: there non-temporal stores
 // are capped by the DRAM write bandwidth the VM gets, which varies (dx of
 // 6.4 MB tensors 22-39% slower streaming; 64x256x14x14 eval 7% faster in one
-// state of the machine, 1.7x slower in another). Cache sizes reported inside
-// VMs are not trustworthy, hence fixed values; REBATCH_STREAM_MIN_BYTES
+// state of the machine, 1.7x slower in another). What the op gains, the next
+// op may lose: a streamed output is in memory, not partly in L3 (not
+// measured by the bench, which times each op alone). Cache sizes reported
+// inside VMs are not trustworthy, hence fixed values; REBATCH_STREAM_MIN_BYTES
 // overrides both.
 constexpr std::size_t kStreamMinBytes = std::size_t(32) << 20;
 constexpr std::size_t kStreamMinBytesLoadBound = std::size_t(16) << 20;
