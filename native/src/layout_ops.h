@@ -39,11 +39,18 @@ constexpr std::size_t kParallelMinElements = 1 << 18;
 // 12.6 us on one thread, 6.3 us on two).
 constexpr std::size_t kParallelMinElementwise = 1 << 16;
 
+// Whether a pass over `elements` floats with that parallel threshold runs on
+// the calling thread alone.
+inline bool onCallingThread(std::size_t elements, std::size_t minElements) {
+  return elements < minElements || numThreads() == 1;
+}
+
 // Runs task(i) for i in [0, count): on the pool when the tensor has at least
-// minElements elements, else on the calling thread.
+// minElements elements and the pool more than one thread, else on the calling
+// thread.
 template <class F>
 void forEachUnit(std::size_t elements, std::size_t minElements, std::size_t count, F&& task) {
-  if (elements < minElements) {
+  if (onCallingThread(elements, minElements)) {
     for (std::size_t i = 0; i < count; ++i) task(i);
   } else {
     parallelFor(count, task);
@@ -91,8 +98,7 @@ bool streamOutput(std::size_t bytesTouched, std::size_t minBytes = kStreamMinByt
 // The threshold for a pass over `elements` floats: kStreamMinBytesLoadBound
 // when it is load-bound and runs on one thread, else kStreamMinBytes.
 inline std::size_t streamMinBytes(bool loadBound, std::size_t elements) {
-  const bool oneThread = numThreads() == 1 || elements < kParallelMinElementwise;
-  return loadBound && oneThread ? kStreamMinBytesLoadBound : kStreamMinBytes;
+  return loadBound && onCallingThread(elements, kParallelMinElementwise) ? kStreamMinBytesLoadBound : kStreamMinBytes;
 }
 
 // Target floats per unit of the NCHW reductions (whole sample-blocks).
