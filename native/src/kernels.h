@@ -33,8 +33,10 @@ inline std::size_t rowsPerBlock(std::size_t) { return kMaxRowBlock; }
 // Rows per block of the NHWC moments: the kernels flush their float32 lanes
 // every kMaxRowBlock rows, and the per-block costs (the shift check and the
 // merge, per channel) are spread over more rows -- 64-row blocks measured
-// ~25% slower at 64x256x14x14. Scratch: kRowMomentsScratch floats per channel.
-constexpr std::size_t kRowMomentsBlock = 256;
+// ~25% slower at 64x256x14x14 than 256, and 256 than 1024 7% at 64x256x14x14
+// and 12% at 8x32x112x112 (4096: no faster). A block whose one pass fails its
+// check is re-read (from L2 or L3). Scratch: kRowMomentsScratch floats per channel.
+constexpr std::size_t kRowMomentsBlock = 1024;
 constexpr std::size_t kRowMomentsScratch = 8;
 
 // One channel's normalization: y = (x - mean) * scale + shift, with the mean
@@ -175,9 +177,10 @@ struct KernelTable {
   // --- NHWC: `rows` rows of `c` contiguous floats. ---
   // Moments of a block of at most kRowMomentsBlock rows, merged (Chan) into
   // the running per-channel mean and m2 of `count` earlier rows (start from
-  // zeros with count 0): as runsMoments, one pass shifted by the means so far
-  // when every channel verifies it, else the exact two-pass, per kMaxRowBlock
-  // rows. scratch: kRowMomentsScratch * c floats.
+  // zeros with count 0): one pass over all the rows shifted by the means so
+  // far, kept when every channel verifies it (shiftIsClose); else, per
+  // kMaxRowBlock rows, as runsMoments: shifted by the means so far when
+  // verified, or the exact two-pass. scratch: kRowMomentsScratch * c floats.
   void (*rowsMoments)(const float* x, std::size_t rows, std::size_t c, float* scratch,
                       double count, double* mean, double* m2);
   void (*rowsNormalize)(const float* x, float* y, std::size_t rows, std::size_t c, RowsAffine p,

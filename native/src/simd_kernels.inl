@@ -682,6 +682,21 @@ struct Strip {
     }
   }
 
+  // One pass shifted by hint, unchecked (the caller checks a whole call's sums).
+  void sumsShiftedBy(const float* hint, float* dsum, float* qsum) {
+    T m[K];
+    for (std::size_t k = 0; k < K; ++k) m[k] = rowLoad<Tail>(hint + ch + k * W, tail);
+    shiftedSums(m);
+    store(dsum, d), store(qsum, q);
+  }
+
+  void store(float* out, const T* v) const {
+    for (std::size_t k = 0; k < K; ++k) {
+      if (Tail) V::storeN(out + ch + k * W, v[k], tail);
+      else V::store(out + ch + k * W, v[k]);
+    }
+  }
+
   // Exact two-pass per channel; or, given the channels' means so far, one
   // pass shifted by them, kept when every lane passes shiftIsClose. Past the
   // tail the loads are zero: those lanes are never stored.
@@ -699,16 +714,15 @@ struct Strip {
       means(invRows, m);
       shiftedSums(m);
     }
-    for (std::size_t k = 0; k < K; ++k) {
-      const std::size_t o = ch + k * W;
-      if (Tail) {
-        V::storeN(shiftOut + o, m[k], tail), V::storeN(dsum + o, d[k], tail), V::storeN(qsum + o, q[k], tail);
-      } else {
-        V::store(shiftOut + o, m[k]), V::store(dsum + o, d[k]), V::store(qsum + o, q[k]);
-      }
-    }
+    store(shiftOut, m), store(dsum, d), store(qsum, q);
   }
 };
+
+template <std::size_t K, std::size_t U, bool Tail>
+inline void stripSums(const float* x, std::size_t rows, std::size_t c, std::size_t ch, std::size_t tail,
+                      const float* hint, float* dsum, float* qsum) {
+  Strip<K, U, Tail>{x, rows, c, ch, tail, {}, {}}.sumsShiftedBy(hint, dsum, qsum);
+}
 
 template <std::size_t K, std::size_t U, bool Tail>
 inline void stripMoments(const float* x, std::size_t rows, std::size_t c, std::size_t ch, std::size_t tail,
@@ -763,9 +777,18 @@ void rowMajorShiftedSums(const float* x, std::size_t rows, std::size_t c, const 
 template <class S>
 void mergeShifted(std::size_t c, double nb, const float* shift, const S* dsum, const S* qsum, double count,
                   double* mean, double* m2) {
+  const double inv = 1.0 / nb, n = count + nb, wb = nb / n, wab = count * wb;
+  if (count == 0) {
+    for (std::size_t i = 0; i < c; ++i) {
+      const double d = double(dsum[i]), q = double(qsum[i]) - d * d * inv;
+      mean[i] = double(shift[i]) + d * inv, m2[i] = q > 0 ? q : 0;
+    }
+    return;
+  }
   for (std::size_t i = 0; i < c; ++i) {
-    const Moments m = chanMerge({count, mean[i], m2[i]}, fromShifted(nb, shift[i], dsum[i], qsum[i]));
-    mean[i] = m.mean, m2[i] = m.m2;
+    const double d = double(dsum[i]), q = double(qsum[i]) - d * d * inv;
+    const double delta = double(shift[i]) + d * inv - mean[i];
+    mean[i] += delta * wb, m2[i] += (q > 0 ? q : 0) + delta * delta * wab;
   }
 }
 
@@ -790,19 +813,35 @@ void stripBlockMoments(const float* x, std::size_t rows, std::size_t c, float* s
   mergeShifted(c, double(rows), shift, dsum, qsum, count, mean, m2);
 }
 
-// Wide rows with moments so far: one pass in memory order shifted by the means
-// so far, float32 lanes flushed to float64 every kMaxRowBlock rows, kept when
-// every channel passes shiftIsClose over the block (then merged, true).
-bool rowMajorMoments(const float* x, std::size_t rows, std::size_t c, float* scratch, double count, double* mean,
-                     double* m2) {
+// The one-pass shifted sums of at most kMaxRowBlock rows strip by strip.
+void stripShiftedSums(const float* x, std::size_t rows, std::size_t c, const float* shift, float* dsum,
+                      float* qsum) {
+  std::size_t ch = 0;
+  for (; ch + 4 * W <= c; ch += 4 * W) stripSums<4, 1, false>(x, rows, c, ch, 0, shift, dsum, qsum);
+  for (; ch + 2 * W <= c; ch += 2 * W) stripSums<2, 2, false>(x, rows, c, ch, 0, shift, dsum, qsum);
+  for (; ch + W <= c; ch += W) stripSums<1, 4, false>(x, rows, c, ch, 0, shift, dsum, qsum);
+  if (ch < c) stripSums<1, 1, true>(x, rows, c, ch, c - ch, shift, dsum, qsum);
+}
+
+// Rows with moments so far: one pass shifted by the means so far (in memory
+// order for wide rows, else strip by strip), float32 lanes flushed to float64
+// every kMaxRowBlock rows, kept when every channel passes shiftIsClose over
+// all the rows (then merged, true). One check and one merge per call rather
+// than per block: the merge's float64 work per channel was a fifth of the
+// moments of 32 channels.
+bool shiftedMoments(const float* x, std::size_t rows, std::size_t c, float* scratch, double count, double* mean,
+                    double* m2) {
   float* hint = scratch;
   float* dsum = scratch + c;
   float* qsum = scratch + 2 * c;
-  double* dsumD = reinterpret_cast<double*>(scratch + 4 * c);  // 8-byte aligned: c is a multiple of W
+  double* dsumD = reinterpret_cast<double*>(scratch + 4 * c);  // 16c bytes in: as aligned as scratch
   double* qsumD = dsumD + c;
   for (std::size_t i = 0; i < c; ++i) hint[i] = float(mean[i]), dsumD[i] = qsumD[i] = 0;
+  const bool memoryOrder = rowMajor(c);
   for (std::size_t r = 0; r < rows; r += kMaxRowBlock) {
-    rowMajorShiftedSums(x + r * c, std::min(kMaxRowBlock, rows - r), c, hint, dsum, qsum);
+    const std::size_t n = std::min(kMaxRowBlock, rows - r);
+    if (memoryOrder) rowMajorShiftedSums(x + r * c, n, c, hint, dsum, qsum);
+    else stripShiftedSums(x + r * c, n, c, hint, dsum, qsum);
     for (std::size_t i = 0; i < c; ++i) dsumD[i] += dsum[i], qsumD[i] += qsum[i];
   }
   const double nb = double(rows);
@@ -815,14 +854,12 @@ bool rowMajorMoments(const float* x, std::size_t rows, std::size_t c, float* scr
 void rowsMoments(const float* x, std::size_t rows, std::size_t c, float* scratch, double count,
                  double* mean, double* m2) {
   std::size_t r = 0;
-  if (rowMajor(c)) {
-    if (count == 0) {  // the first rows by strips (the exact two-pass), for the means to shift by
-      r = std::min(kMaxRowBlock, rows);
-      stripBlockMoments(x, r, c, scratch, count, mean, m2);
-      count += double(r);
-    }
-    if (r < rows && rowMajorMoments(x + r * c, rows - r, c, scratch, count, mean, m2)) return;
+  if (count == 0) {  // the first rows by strips (the exact two-pass), for the means to shift by
+    r = std::min(kMaxRowBlock, rows);
+    stripBlockMoments(x, r, c, scratch, count, mean, m2);
+    count += double(r);
   }
+  if (r < rows && shiftedMoments(x + r * c, rows - r, c, scratch, count, mean, m2)) return;
   for (; r < rows; r += kMaxRowBlock) {
     const std::size_t n = std::min(kMaxRowBlock, rows - r);
     stripBlockMoments(x + r * c, n, c, scratch, count, mean, m2);
