@@ -900,8 +900,40 @@ inline void twoRowWalk(float* out, std::size_t rows, std::size_t c, Make&& make,
   }
 }
 
+// Rows of K whole vectors with plain stores, every channel's parameters
+// q[k] = make(k W) loaded once into registers: the walk is then a copy's
+// loads and stores. Rows of at most four vectors take it (the normalization's
+// three parameters per vector then fit in the registers; dx's spill a few):
+// measured against twoRowWalk, the normalization of 8x32x112x112 10% faster
+// (0.315 -> 0.282 ms, past the copy probe), of 32x24x56x56 20-25%; the
+// backward of 8x32x112x112, 32x16x56x56 and 64x24x32x32 3-7%.
+template <std::size_t K, class Make, class Eval>
+inline void registerRowWalk(float* out, std::size_t rows, Make&& make, Eval&& eval) {
+  decltype(make(0)) q[K];
+  for (std::size_t k = 0; k < K; ++k) q[k] = make(k * W);
+  for (std::size_t o = 0; o < rows * K * W; o += K * W)
+    for (std::size_t k = 0; k < K; ++k) V::store(out + o + k * W, eval(o + k * W, q[k]));
+}
+
+// registerRowWalk for rows of one to four whole vectors (true), else nothing (false).
+template <class Make, class Eval>
+inline bool narrowRowWalk(float* out, std::size_t rows, std::size_t c, Make&& make, Eval&& eval) {
+  switch (c % W == 0 ? c / W : 0) {
+    case 1: return registerRowWalk<1>(out, rows, make, eval), true;
+    case 2: return registerRowWalk<2>(out, rows, make, eval), true;
+    case 3: return registerRowWalk<3>(out, rows, make, eval), true;
+    case 4: return registerRowWalk<4>(out, rows, make, eval), true;
+    default: return false;
+  }
+}
+
 template <bool Relu, bool Stream>
 void rowsNormalizeT(const float* x, float* y, std::size_t rows, std::size_t c, const RowsAffine& p) {
+  if (!Stream &&
+      narrowRowWalk(
+          y, rows, c, [&](std::size_t ch) { return AffineV{V::load(p.hiP + ch), V::load(p.scaleP + ch), V::load(p.shiftP + ch)}; },
+          [&](std::size_t o, const AffineV& q) { return affine<Relu>(V::load(x + o), q.hi, q.s, q.b); }))
+    return;
   if (!Stream && c % W == 0 && c <= kPairRowFloats) {
     twoRowWalk(
         y, rows, c, [&](std::size_t ch) { return AffineV{V::load(p.hiP + ch), V::load(p.scaleP + ch), V::load(p.shiftP + ch)}; },
@@ -1052,6 +1084,18 @@ void rowsGradSums(const float* dy, const float* x, std::size_t rows, std::size_t
 template <bool Relu, bool Stream>
 void rowsGradApplyT(const float* dy, const float* x, float* dx, std::size_t rows, std::size_t c,
                     const RowsAffine& p, const RowsGrad& g) {
+  if (!Stream &&
+      narrowRowWalk(
+          dx, rows, c,
+          [&](std::size_t ch) {
+            return GradV{V::load(p.hiP + ch), Relu ? V::load(p.scaleP + ch) : V::zero(),
+                         Relu ? V::load(p.shiftP + ch) : V::zero(), V::load(g.aP + ch), V::load(g.bP + ch),
+                         V::load(g.cP + ch)};
+          },
+          [&](std::size_t o, const GradV& q) {
+            return gradOut<Relu>(V::load(dy + o), V::load(x + o), q.hi, q.s, q.b, q.ga, q.gb, q.gc);
+          }))
+    return;
   if (!Stream && c % W == 0) {  // every width: see twoRowWalk
     twoRowWalk(
         dx, rows, c,

@@ -26,11 +26,15 @@ struct Shape {
 // N = 1 with spatial dims, C = 1, C not a multiple of 8, odd spatial sizes,
 // (N, C) without spatial dims, runs longer than a block, large N*H*W; groups
 // of fewer than 256 values per channel take the float64 statistics kernels,
-// so the last two shapes repeat earlier ones with enough values for SIMD.
+// so the last two shapes of the first rows repeat earlier ones with enough
+// values for SIMD. The last row: channels-last rows of two to eight whole
+// vectors (AVX2 and NEON), which the row kernels walk with their parameters
+// in registers.
 const std::vector<Shape> kShapes = {
     {1, 3, 49},  {4, 1, 100}, {3, 5, 7},   {6, 11, 1},   {16, 9, 1},    {2, 17, 33},
     {5, 8, 1025}, {2, 3, 4101}, {64, 64, 1}, {32, 13, 9}, {3, 300, 5},  {2, 5, 33153},
-    {300, 7, 1}, {8, 20, 64}, {321, 64, 1}, {64, 300, 5}};
+    {300, 7, 1}, {8, 20, 64}, {321, 64, 1}, {64, 300, 5},
+    {9, 16, 129}, {7, 24, 131}, {6, 32, 130}, {5, 12, 140}};
 
 std::string describe(const TensorDims& d, const char* isa, std::size_t threads, bool relu) {
   return testing::describeRun(d, isa, threads) + " groupSize=" + std::to_string(d.groupSize) + (relu ? " relu" : "");
