@@ -124,6 +124,13 @@ inline RunWindow lineWindow(const float* y, std::size_t runLen, unsigned edges) 
 // Scratch floats per run that runSums and runGradSums need (two vectors of the widest ISA).
 constexpr std::size_t kRunSumsScratch = 16;
 
+// Work runSums does between samples: the staged training forward (nchw.cpp)
+// normalizes another stage's part of each sample there.
+struct SampleHook {
+  void (*after)(void* ctx, std::size_t sample);
+  void* ctx;
+};
+
 struct KernelTable {
   const char* name;
   // Whether the stores asked to stream are non-temporal ones (else plain).
@@ -153,8 +160,10 @@ struct KernelTable {
   // (x - shift[r])^2 over run r of every sample into dsum[r] and qsum[r], in
   // float64. scratch: kRunSumsScratch * runs floats. The caller checks each
   // channel's block with shiftIsClose.
+  // hook.after(hook.ctx, s) runs after sample s's runs (none when null).
   void (*runSums)(const float* x, std::size_t runLen, std::size_t runs, std::size_t samples,
-                  std::size_t sampleStride, const float* shift, float* scratch, double* dsum, double* qsum);
+                  std::size_t sampleStride, const float* shift, float* scratch, double* dsum, double* qsum,
+                  SampleHook hook);
   // Block of at most kGradBlock floats; the ReLU mask is recomputed from x and p.
   GradSums (*runsGradSums)(const float* dy, const float* x, std::size_t runLen, std::size_t runs,
                            std::size_t stride, ChannelAffine p, bool relu);

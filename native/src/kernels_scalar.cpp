@@ -42,14 +42,16 @@ Moments runsMoments(const float* x, std::size_t runLen, std::size_t runs, std::s
 }
 
 void runSums(const float* x, std::size_t runLen, std::size_t runs, std::size_t samples, std::size_t sampleStride,
-             const float* shift, float*, double* dsum, double* qsum) {
-  for (std::size_t s = 0; s < samples; ++s)
+             const float* shift, float*, double* dsum, double* qsum, SampleHook hook) {
+  for (std::size_t s = 0; s < samples; ++s) {
     for (std::size_t r = 0; r < runs; ++r)
       for (std::size_t i = 0; i < runLen; ++i) {
         const double d = double(x[s * sampleStride + r * runLen + i]) - double(shift[r]);
         dsum[r] += d;
         qsum[r] += d * d;
       }
+    if (hook.after) hook.after(hook.ctx, s);
+  }
 }
 
 void runsNormalize(const float* x, float* y, std::size_t len, ChannelAffine p, bool relu) {

@@ -13,10 +13,12 @@
 //
 // Elementwise passes (normalization, dx) walk the tensor in memory order.
 //
-// Training forward on tensors of 1 MiB and more with runs of 384 floats and
-// more and slices that fit L2, with non-temporal stores: one read of x from
-// memory (see pipelinedTraining). Otherwise, and for the other ISAs, the
-// statistics pass and then the normalization pass.
+// Training forward on tensors of 1 MiB and more, with non-temporal stores:
+// one read of x from memory -- runs of 384 floats and more whose channel
+// slices fit L2, pipelined channel by channel (pipelinedTraining); shorter
+// runs on one thread, in stages of a few channels (stagedTraining).
+// Otherwise, and for the other ISAs, the statistics pass and then the
+// normalization pass.
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -94,13 +96,48 @@ float firstValuesMean(const float* run, std::size_t len) {
   return float(sum / double(n));
 }
 
+// Scratch of blockMoments, for C channels.
+struct BlockScratch {
+  std::vector<float> shift, lanes;
+  std::vector<double> dsum, qsum;
+  explicit BlockScratch(std::size_t c) : shift(c), lanes(kRunSumsScratch * c), dsum(c), qsum(c) {}
+};
+
+// Channels [c0, c1) of the sample-block of `runs` short runs from sample n,
+// merged into m[c]: sample after sample in memory order, each run's shifted
+// sums added to its channel's (runSums, which runs hook between samples); each
+// channel's sums are kept when shiftIsClose, else its block is redone by
+// runsMoments. Per channel the same arithmetic whatever [c0, c1) is.
+void blockMoments(const KernelTable& k, const float* x, const TensorDims& d, std::size_t n, std::size_t runs,
+                  std::size_t c0, std::size_t c1, Moments* m, BlockScratch& s, SampleHook hook) {
+  const std::size_t stride = d.c * d.spatial;
+  for (std::size_t c = c0; c < c1; ++c) {
+    s.shift[c] = m[c].count > 0 ? float(m[c].mean) : firstValuesMean(x + (n * d.c + c) * d.spatial, d.spatial);
+    s.dsum[c] = s.qsum[c] = 0;
+  }
+  k.runSums(x + n * stride + c0 * d.spatial, d.spatial, c1 - c0, runs, stride, &s.shift[c0], s.lanes.data(),
+            &s.dsum[c0], &s.qsum[c0], hook);
+  const double count = double(runs * d.spatial);
+  for (std::size_t c = c0; c < c1; ++c) {
+    if (shiftIsClose(count, s.dsum[c], s.qsum[c])) {
+      m[c] = chanMerge(m[c], fromShifted(count, s.shift[c], s.dsum[c], s.qsum[c]));
+      continue;
+    }
+    // Redone with the block's mean as these sums estimate it (within float32
+    // rounding: one more pass, which runsMoments verifies in turn) -- a
+    // channel's first shift comes from 16 values, and on normal data 4-5% of
+    // first blocks missed it: their exact two-pass (two more reads) took 13%
+    // of 64x256x14x14's moments.
+    const float estimate = float(double(s.shift[c]) + s.dsum[c] / count);
+    m[c] = chanMerge(m[c], k.runsMoments(x + (n * d.c + c) * d.spatial, d.spatial, runs, stride, &estimate));
+  }
+}
+
 // One unit's moments into m[c], the channel's mean so far serving as the next
 // block's shift. Long runs: block by block (pieces of a run, channel after
-// channel: memory order). Short runs: sample after sample in memory order, each
-// run's shifted sums added to its channel's (runSums); per sample-block each
-// channel's sums are kept when shiftIsClose, else its block is redone by
-// runsMoments. Walking the block-major order instead reads samplesPerBlock
-// scattered streams, measured ~30% slower at 64x256x14x14.
+// channel: memory order). Short runs: blockMoments per sample-block. Walking
+// the block-major order instead reads samplesPerBlock scattered streams,
+// measured ~30% slower at 64x256x14x14.
 void unitMoments(const KernelTable& k, const float* x, const TensorDims& d, const Blocking& b, const Unit& u,
                  Moments* m) {
   const std::size_t stride = d.c * d.spatial;
@@ -111,32 +148,10 @@ void unitMoments(const KernelTable& k, const float* x, const TensorDims& d, cons
     });
     return;
   }
-  std::vector<float> shift(d.c);
-  std::vector<double> dsum(d.c), qsum(d.c);
-  std::vector<float> scratch(kRunSumsScratch * d.c);
+  BlockScratch s(d.c);
   const std::size_t end = u.n0 + u.samples;
-  for (std::size_t n = u.n0; n < end; n += b.samplesPerBlock) {
-    const std::size_t runs = std::min(b.samplesPerBlock, end - n);
-    for (std::size_t c = 0; c < d.c; ++c)
-      shift[c] = m[c].count > 0 ? float(m[c].mean) : firstValuesMean(x + (n * d.c + c) * d.spatial, d.spatial);
-    std::fill(dsum.begin(), dsum.end(), 0.0);
-    std::fill(qsum.begin(), qsum.end(), 0.0);
-    k.runSums(x + n * stride, d.spatial, d.c, runs, stride, shift.data(), scratch.data(), dsum.data(), qsum.data());
-    const double count = double(runs * d.spatial);
-    for (std::size_t c = 0; c < d.c; ++c) {
-      if (shiftIsClose(count, dsum[c], qsum[c])) {
-        m[c] = chanMerge(m[c], fromShifted(count, shift[c], dsum[c], qsum[c]));
-        continue;
-      }
-      // Redone with the block's mean as these sums estimate it (within float32
-      // rounding: one more pass, which runsMoments verifies in turn) -- a
-      // channel's first shift comes from 16 values, and on normal data 4-5% of
-      // first blocks missed it: their exact two-pass (two more reads) took 13%
-      // of 64x256x14x14's moments.
-      const float estimate = float(double(shift[c]) + dsum[c] / count);
-      m[c] = chanMerge(m[c], k.runsMoments(x + (n * d.c + c) * d.spatial, d.spatial, runs, stride, &estimate));
-    }
-  }
+  for (std::size_t n = u.n0; n < end; n += b.samplesPerBlock)
+    blockMoments(k, x, d, n, std::min(b.samplesPerBlock, end - n), 0, d.c, m, s, {nullptr, nullptr});
 }
 
 // Per-(group, channel) moments: unit slots, then merged in unit order.
@@ -300,11 +315,114 @@ static void pipelinedTraining(const KernelTable& k, const float* x, float* y, co
   });
 }
 
+// The staged training forward for short runs: channels in stages of a few
+// (stageChannels); while stage s's statistics are gathered sample by sample in
+// memory order (each sample's part of a stage is one contiguous piece:
+// blockMoments, whose runSums prefetches the next sample's piece), stage
+// s - 1 -- its statistics complete, its slice of x still in L2 -- is
+// normalized piece by piece between the samples (runSums' hook), with
+// non-temporal stores to whole lines. x comes from memory once, and the
+// stage's reads overlap the other's writes. The statistics are blockMoments
+// over groupMoments' own sample-blocks and units, merged in the same order:
+// bit-identical to channelMoments, so this path may depend on the thread
+// count (a thread takes a range of stages).
+//
+// Measured on the project's machine, one thread, C++ API, against the two
+// passes: 64x256x14x14 0.44-0.46 -> 0.33-0.35 ms, 128x128x14x14 0.43 ->
+// 0.38, 32x128x16x16 0.126 -> 0.099-0.103, 64x128x12x12 0.131 -> 0.117,
+// 32x256x14x14 0.174 -> 0.159, 64x512x14x14 (25.7 MB) 1.17 -> 1.07. The piece
+// must alternate with the sample: normalizing after every sample-block of ~20
+// samples instead measured no faster than two passes (a bare loop at
+// 64x256x14x14: per sample 0.37 ms, per 4 samples 0.43, per 20 0.47). Stage
+// slices over kPipelineMaxSliceBytes are not staged (256x256x14x14, 1.6 MB
+// slices: 2.75 -> 3.7 ms), nor stages whose piece is not whole cache lines
+// (runs of 49 floats: even with an aligned output, 20% slower with the 16-byte
+// offset of Node's large buffers: partly written lines at every piece's ends).
+constexpr std::size_t kStageChannels[] = {8, 4};
+
+static std::size_t stageChannels(const KernelTable& statsK, const KernelTable& k, const TensorDims& d) {
+  if (&statsK != &k || !k.nonTemporalStores || d.elements() < kPipelineMinElements ||
+      Blocking(d, kRunBlock).samplesPerBlock == 1)
+    return 0;
+  // With more threads only where the two passes would stream too: elsewhere
+  // their plain stores beat the pipeline's non-temporal ones, capped by the
+  // DRAM write bandwidth the VM gets (two threads: 64x256x14x14 0.25 -> 0.31
+  // ms, 32x256x14x14 0.106 -> 0.150; but 64x512x14x14, 51 MB touched, 0.95
+  // -> 0.72).
+  if (!onCallingThread(d.elements(), kParallelMinElements) && !streamOutput(d.elements() * 2 * sizeof(float)))
+    return 0;
+  for (std::size_t g : kStageChannels)
+    if (d.c >= 2 * g && g * d.spatial % kLineFloats == 0 &&
+        d.samplesPerGroup() * g * d.spatial * sizeof(float) <= kPipelineMaxSliceBytes)
+      return g;
+  return 0;
+}
+
+// runSums' hook: normalizes channels [c0, c1) of sample n0 + s.
+struct StageNormalizer {
+  const KernelTable& k;
+  const float* x;
+  float* y;
+  const TensorDims& d;
+  const ChannelAffine* affine;  // indexed by channel
+  std::size_t c0, c1, n0;
+  bool relu;
+  static void after(void* self, std::size_t s) {
+    const auto& t = *static_cast<const StageNormalizer*>(self);
+    const std::size_t off = ((t.n0 + s) * t.d.c + t.c0) * t.d.spatial;
+    t.k.spanNormalize(t.x + off, t.y + off, t.d.spatial, t.c1 - t.c0, t.affine, t.c0, t.d.c, t.relu, true);
+  }
+};
+
+static void stagedTraining(const KernelTable& k, const float* x, float* y, const TensorDims& d, double eps,
+                           const ForwardParams& p, double* saveMean, double* saveInvstd, std::size_t G) {
+  const Blocking b(d, kRunBlock);
+  const std::vector<Unit> units = unitsOf(d, b);
+  const std::size_t C = d.c, stages = (C + G - 1) / G;
+  const std::size_t parts = onCallingThread(d.elements(), kParallelMinElements) ? 1 : std::min(stages, numThreads());
+  forEachUnit(d.elements(), kParallelMinElements, d.groups() * parts, [&](std::size_t item) {
+    const std::size_t g = item / parts, part = item % parts;
+    const std::size_t s0 = stages * part / parts, s1 = stages * (part + 1) / parts;
+    BlockScratch scratch(C);
+    std::vector<Moments> total(C), m(C);
+    std::vector<ChannelAffine> affine(C);
+    for (std::size_t st = s0; st <= s1; ++st) {  // s1: the last stage's normalization alone
+      const std::size_t c0 = std::min(C, st * G), c1 = std::min(C, c0 + G);
+      StageNormalizer norm{k, x, y, d, affine.data(), st > s0 ? c0 - G : 0, c0, 0, p.relu};
+      const SampleHook hook{st > s0 ? &StageNormalizer::after : nullptr, &norm};
+      if (st == s1) {
+        norm.n0 = d.groupBegin(g);
+        for (std::size_t i = 0; i < d.groupSamples(g); ++i) StageNormalizer::after(&norm, i);
+        break;
+      }
+      for (std::size_t c = c0; c < c1; ++c) total[c] = Moments();
+      for (const Unit& u : units) {
+        if (u.group != g) continue;
+        for (std::size_t c = c0; c < c1; ++c) m[c] = Moments();
+        const std::size_t end = u.n0 + u.samples;
+        for (std::size_t n = u.n0; n < end; n += b.samplesPerBlock) {
+          norm.n0 = n;
+          blockMoments(k, x, d, n, std::min(b.samplesPerBlock, end - n), c0, c1, m.data(), scratch, hook);
+        }
+        for (std::size_t c = c0; c < c1; ++c) total[c] = chanMerge(total[c], m[c]);  // groupMoments' order
+      }
+      for (std::size_t c = c0; c < c1; ++c) {
+        const std::size_t gc = g * C + c;
+        saveMean[gc] = total[c].mean;
+        saveInvstd[gc] = 1.0 / std::sqrt(total[c].m2 / total[c].count + eps);
+        affine[c] = affineOf(p, g, c, C);
+      }
+    }
+    k.fence();
+  });
+}
+
 void training(const KernelTable& statsK, const KernelTable& k, const float* x, float* y, const TensorDims& d,
               double eps, ForwardParams p, double* saveMean, double* saveInvstd) {
   p.mean = saveMean;
   p.invstd = saveInvstd;
   if (pipelines(statsK, k, d)) return pipelinedTraining(k, x, y, d, eps, p, saveMean, saveInvstd);
+  if (const std::size_t G = stageChannels(statsK, k, d)) return stagedTraining(k, x, y, d, eps, p, saveMean, saveInvstd, G);
   std::vector<Moments> m;
   groupMoments(statsK, x, d, m);
   for (std::size_t i = 0; i < m.size(); ++i) {

@@ -208,30 +208,49 @@ TEST(small_groups_have_float64_statistics) {
   });
 }
 
-TEST(pipelined_training_forward_matches_reference) {
-  // NCHW tensors of 1 MiB and more with runs of 384 floats and more take the
-  // pipelined training forward on ISAs with non-temporal stores: statistics of
-  // channel c while channel c - 1 is written, whole cache lines each. Runs
-  // under kRunBlock (blocks of several samples, a ragged last one), long runs
-  // (one run per block), runs that are not a multiple of a line, channel
-  // ranges of 16 per unit with a ragged last one, ghost groups with a ragged
-  // last group, outputs at every offset within a line and in place.
+TEST(single_read_training_forwards_match_reference) {
+  // NCHW tensors of 1 MiB and more read x from memory once in the training
+  // forward on ISAs with non-temporal stores. Runs of 384 floats and more: the
+  // pipelined forward, statistics of channel c while channel c - 1 is written,
+  // whole cache lines each -- runs under kRunBlock (blocks of several samples,
+  // a ragged last one), long runs (one run per block), runs that are not a
+  // multiple of a line, channel ranges of 16 per unit with a ragged last one.
+  // Shorter runs: the staged forward (on one thread, and here, streaming
+  // forced, on two), a stage's statistics while the stage before is written
+  // sample by sample, with statistics bit-identical to channelMoments' --
+  // stages of 8 channels with a ragged last one, per-sample offsets 1000
+  // apart that fail the blocks' first shifts, several units per channel.
+  // Both: ghost groups with a ragged last group, outputs at every offset
+  // within a line and in place.
   struct Case {
     TensorDims d;
     std::size_t yOffset;  // floats; the input sits at another offset, or in place
     bool inPlace;
+    bool staged;  // statistics must equal channelMoments'
+    bool offsets;  // sample n's values shifted by 1000 * (n % 5)
   };
   const std::vector<Case> cases = {
-      {{24, 40, 400, Layout::NCHW, 0}, 0, false},   {{24, 40, 400, Layout::NCHW, 0}, 13, false},
-      {{4, 40, 1700, Layout::NCHW, 0}, 5, false},   {{4, 40, 1700, Layout::NCHW, 0}, 8, true},
-      {{2, 3, 50000, Layout::NCHW, 0}, 11, false},  {{18, 33, 450, Layout::NCHW, 4}, 3, false},
-      {{18, 33, 450, Layout::NCHW, 4}, 15, true},   {{12, 37, 600, Layout::NCHW, 0}, 7, false}};
+      {{24, 40, 400, Layout::NCHW, 0}, 0, false, false, false},
+      {{24, 40, 400, Layout::NCHW, 0}, 13, false, false, false},
+      {{4, 40, 1700, Layout::NCHW, 0}, 5, false, false, false},
+      {{4, 40, 1700, Layout::NCHW, 0}, 8, true, false, false},
+      {{2, 3, 50000, Layout::NCHW, 0}, 11, false, false, false},
+      {{18, 33, 450, Layout::NCHW, 4}, 3, false, false, false},
+      {{18, 33, 450, Layout::NCHW, 4}, 15, true, false, false},
+      {{12, 37, 600, Layout::NCHW, 0}, 7, false, false, false},
+      {{24, 56, 196, Layout::NCHW, 0}, 0, false, true, false},
+      {{24, 56, 196, Layout::NCHW, 0}, 4, false, true, true},
+      {{24, 56, 196, Layout::NCHW, 0}, 9, true, true, false},
+      {{30, 52, 170, Layout::NCHW, 7}, 3, false, true, true},
+      {{100, 20, 144, Layout::NCHW, 0}, 11, false, true, false}};
   forEveryIsaAndThreads([&](const char* isa, std::size_t threads) {
     for (const Case& t : cases) {
       const TensorDims& d = t.d;
       const std::string what = describe(d, isa, threads, t.yOffset) + (t.inPlace ? " in place" : "");
       const std::size_t n = d.elements(), stats = d.groups() * d.c;
-      const auto xv = ref::randomFloats(n, n + t.yOffset, -2, 3);
+      auto xv = ref::randomFloats(n, n + t.yOffset, -2, 3);
+      if (t.offsets)
+        for (std::size_t i = 0; i < n; ++i) xv[i] += 1000.0f * float(i / (d.c * d.spatial) % 5);
       std::vector<float> ys(n + 32, 7.0f), xs(n + 32);
       float* y = ys.data() + t.yOffset;
       float* x = t.inPlace ? y : xs.data() + (t.yOffset + 6) % 16;
@@ -239,7 +258,14 @@ TEST(pipelined_training_forward_matches_reference) {
       const auto w = ref::randomFloats(d.c, 3, 0.5f, 1.5f), b = ref::randomFloats(d.c, 4, -0.5f, 0.5f);
       std::vector<double> mean(stats), invstd(stats);
       const bool relu = t.yOffset % 2 == 1;
+      std::vector<double> momentsMean(stats), momentsM2(stats);
+      if (t.staged && !CHECK(channelMoments(x, d, momentsMean.data(), momentsM2.data()).ok())) return;
       if (!CHECK(batchNormTraining(x, y, d, w.data(), b.data(), 1e-5, relu, mean.data(), invstd.data()).ok())) return;
+      for (std::size_t i = 0; i < (t.staged ? stats : 0); ++i) {
+        const double count = double(d.groupSamples(i / d.c) * d.spatial);
+        if (!CHECK(mean[i] == momentsMean[i]) || !CHECK(invstd[i] == 1.0 / std::sqrt(momentsM2[i] / count + 1e-5)))
+          return (void)check::fail(__FILE__, __LINE__, what + " statistics differ from channelMoments' at " + std::to_string(i));
+      }
       const ref::Stats st = ref::moments(xv, d);
       std::vector<double> wantInvstd(stats);
       for (std::size_t i = 0; i < stats; ++i) {
