@@ -239,29 +239,29 @@ static void normalize(const KernelTable& k, const float* x, float* y, const Tens
 // little, or lose, because the statistics walk channel after channel: at
 // 64x256x14x14 that walk alone (writes off) took 0.285 ms where the
 // memory-order walk of channelMoments takes 0.16 (64 runs of 784 bytes on 64
-// pages per channel).
+// pages per channel); they take stagedTraining (below).
 //
-// Tried and not kept: stages of a few channels, each sample's part one
-// contiguous piece read in memory order, came within 10% of a copy's time at
-// 64x256x14x14 in a bare C++ loop (stages of 4 channels, one piece read and one
-// written per step); built from the existing kernels (runSums per sample
-// block, spanNormalize per piece) no faster than the two passes (0.48 against
-// 0.48 ms; 128x512x7x7 0.69 against 0.57), nor with both in one kernel, sample
-// by sample (stages of ~400 KiB: 64x256x14x14 9% faster, 128x128x14x14 5% and
-// 64x256x16x16 4% slower, 128x512x7x7 even; ~200 KiB: up to 25% slower), nor
-// interleaved vector by vector (a channel switch tested per output vector:
-// 1.7-2.9x slower). Nor with the reader's and the writer's runs aligned (run r
-// of stage s read while run r of stage s - 1 is written by the RunWriter, in
-// one walk): 64x256x14x14 12% faster with stages of 2-3 channels (0.44 against
-// 0.50 ms, 71% of a copy) and 128x128x14x14 9%, but 14-25% slower at
-// 32x256x14x14, 64x128x12x12, 64x512x14x14 and 32x128x16x16, 33-53% at
-// 128x512x7x7, and 18% slower than the two passes with two threads: its
-// writes alone (reads off) took 0.38-0.43 ms against 0.31 for a non-temporal
-// copy. The same pipeline for the backward (the sums of channel c
-// while writing dx of c - 1): 7-12% faster where a channel's x and dy slices
-// fit L2 twice with long runs (4x64x112x112), 10-30% slower at 64x256x14x14,
-// 8x32x112x112 and 32x64x56x56 -- two input streams per side, and slices that
-// no longer fit -- so the backward keeps two passes.
+// Staged versions tried before the one kept: alternating per sample-block,
+// built from the existing kernels (runSums per block, spanNormalize per
+// piece), no faster than the two passes (0.48 against 0.48 ms; the
+// alternation has to be per sample, and runSums then prefetched the next
+// stages' data); both in one kernel, sample by sample (stages of ~400 KiB:
+// 64x256x14x14 9% faster, 128x128x14x14 5% and 64x256x16x16 4% slower,
+// 128x512x7x7 even; ~200 KiB: up to 25% slower); interleaved vector by vector
+// (a channel switch tested per output vector: 1.7-2.9x slower); the reader's
+// and the writer's runs aligned (run r of stage s read while run r of stage
+// s - 1 is written by the RunWriter, in one walk): 64x256x14x14 12% faster
+// with stages of 2-3 channels (0.44 against 0.50 ms) and 128x128x14x14 9%,
+// but 14-25% slower at 32x256x14x14, 64x128x12x12, 64x512x14x14 and
+// 32x128x16x16, 33-53% at 128x512x7x7, and 18% slower than the two passes
+// with two threads: its writes alone (reads off) took 0.38-0.43 ms against
+// 0.31 for a non-temporal copy.
+//
+// The same pipeline for the backward (the sums of channel c while writing dx
+// of c - 1): 7-12% faster where a channel's x and dy slices fit L2 twice with
+// long runs (4x64x112x112), 10-30% slower at 64x256x14x14, 8x32x112x112 and
+// 32x64x56x56 -- two input streams per side, and slices that no longer fit --
+// so the backward keeps two passes.
 constexpr std::size_t kPipelineMinElements = 1 << 18;  // below: 256 KiB measured faster in two passes
 constexpr std::size_t kPipelineMinRun = 384;
 constexpr std::size_t kPipelineMaxSliceBytes = std::size_t(512) << 10;
