@@ -7,6 +7,7 @@
 // are those of test_ops.cpp.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -265,6 +266,13 @@ TEST(single_read_training_forwards_match_reference) {
         const double count = double(d.groupSamples(i / d.c) * d.spatial);
         if (!CHECK(mean[i] == momentsMean[i]) || !CHECK(invstd[i] == 1.0 / std::sqrt(momentsM2[i] / count + 1e-5)))
           return (void)check::fail(__FILE__, __LINE__, what + " statistics differ from channelMoments' at " + std::to_string(i));
+      }
+      if (t.staged && !t.inPlace) {  // the same normalization as with these statistics given, bit for bit
+        std::vector<float> given(n);
+        if (!CHECK(batchNormWithStats(x, given.data(), d, mean.data(), invstd.data(), w.data(), b.data(), relu).ok())) return;
+        for (std::size_t i = 0; i < n; ++i)
+          if (!CHECK(std::memcmp(&given[i], &y[i], sizeof(float)) == 0))
+            return (void)check::fail(__FILE__, __LINE__, what + " y differs from batchNormWithStats' at " + std::to_string(i));
       }
       const ref::Stats st = ref::moments(xv, d);
       std::vector<double> wantInvstd(stats);
