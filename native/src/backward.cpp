@@ -33,6 +33,11 @@ struct Centered {
 }  // namespace
 
 void backwardPasses(const float* dy, const float* x, float* dx, const TensorDims& d, const BackwardParams& p) {
+  std::vector<GradSums> staged;
+  if (dx && !rowsLayout(d) && nchw::stagedBackward(activeKernels(), dy, x, dx, d, p, staged)) {
+    reduceAffineGrads(p, d.groups(), d.c, staged);
+    return;
+  }
   const std::vector<GradSums> sums = reduceGrads(dy, x, d, p.fwd);
   reduceAffineGrads(p, d.groups(), d.c, sums);
   if (!dx) return;

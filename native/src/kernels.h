@@ -124,8 +124,9 @@ inline RunWindow lineWindow(const float* y, std::size_t runLen, unsigned edges) 
 // Scratch floats per run that runSums and runGradSums need (two vectors of the widest ISA).
 constexpr std::size_t kRunSumsScratch = 16;
 
-// Work runSums does between samples: the staged training forward (nchw.cpp)
-// normalizes another stage's part of each sample there.
+// Work runSums and runGradSums do between samples: the staged training
+// forward and backward (nchw.cpp) write another stage's part of each sample
+// there.
 struct SampleHook {
   void (*after)(void* ctx, std::size_t sample);
   void* ctx;
@@ -170,9 +171,11 @@ struct KernelTable {
   // The same sums in memory order, for short runs: `samples` samples,
   // sampleStride floats apart, each `runs` runs of runLen <= kFlushFloats
   // floats back to back (its channels); adds the sums of run r of every sample,
-  // with p[r], into sums[r]. scratch: kRunSumsScratch * runs floats.
+  // with p[r], into sums[r]. scratch: kRunSumsScratch * runs floats. hook:
+  // as runSums'.
   void (*runGradSums)(const float* dy, const float* x, std::size_t runLen, std::size_t runs, std::size_t samples,
-                      std::size_t sampleStride, const ChannelAffine* p, bool relu, float* scratch, GradSums* sums);
+                      std::size_t sampleStride, const ChannelAffine* p, bool relu, float* scratch, GradSums* sums,
+                      SampleHook hook);
   // A contiguous span of `runs` whole runs of runLen floats, the channels of
   // consecutive runs cycling through [0, c): run r uses p[(c0 + r) % c] (and
   // g[...]). stream: non-temporal stores where the ISA has them (then the

@@ -96,14 +96,17 @@ GradSums runsGradSums(const float* dy, const float* x, std::size_t runLen, std::
 }
 
 void runGradSums(const float* dy, const float* x, std::size_t runLen, std::size_t runs, std::size_t samples,
-                 std::size_t sampleStride, const ChannelAffine* p, bool relu, float*, GradSums* sums) {
-  for (std::size_t s = 0; s < samples; ++s)
+                 std::size_t sampleStride, const ChannelAffine* p, bool relu, float*, GradSums* sums,
+                 SampleHook hook) {
+  for (std::size_t s = 0; s < samples; ++s) {
     for (std::size_t r = 0; r < runs; ++r) {
       const std::size_t o = s * sampleStride + r * runLen;
       const GradSums t = runsGradSums(dy + o, x + o, runLen, 1, runLen, p[r], relu);
       sums[r].sumDy += t.sumDy;
       sums[r].sumDyXc += t.sumDyXc;
     }
+    if (hook.after) hook.after(hook.ctx, s);
+  }
 }
 
 void runsGradApply(const float* dy, const float* x, float* dx, std::size_t len, ChannelAffine p, ChannelGrad g,

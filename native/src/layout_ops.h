@@ -127,6 +127,10 @@ std::vector<GradSums> reduceGrads(const KernelTable& k, const float* dy, const f
                                   const ForwardParams& p);
 void applyGrads(const KernelTable& k, const float* dy, const float* x, float* dx, const TensorDims& d,
                 const ForwardParams& p, const std::vector<ChannelGrad>& grad);
+// The whole backward in stages of a few channels where it pays (true: dx
+// written, sums filled), else nothing (false).
+bool stagedBackward(const KernelTable& k, const float* dy, const float* x, float* dx, const TensorDims& d,
+                    const BackwardParams& p, std::vector<GradSums>& sums);
 }  // namespace nchw
 
 namespace nhwc {

@@ -340,20 +340,16 @@ static void pipelinedTraining(const KernelTable& k, const float* x, float* y, co
 // offset of Node's large buffers: partly written lines at every piece's ends).
 constexpr std::size_t kStageChannels[] = {8, 4};
 
-static std::size_t stageChannels(const KernelTable& statsK, const KernelTable& k, const TensorDims& d) {
-  if (&statsK != &k || !k.nonTemporalStores || d.elements() < kPipelineMinElements ||
-      Blocking(d, kRunBlock).samplesPerBlock == 1)
-    return 0;
-  // With more threads only where the two passes would stream too: elsewhere
-  // their plain stores beat the pipeline's non-temporal ones, capped by the
-  // DRAM write bandwidth the VM gets (two threads: 64x256x14x14 0.25 -> 0.31
-  // ms, 32x256x14x14 0.106 -> 0.150; but 64x512x14x14, 51 MB touched, 0.95
-  // -> 0.72).
-  if (!onCallingThread(d.elements(), kParallelMinElements) && !streamOutput(d.elements() * 2 * sizeof(float)))
+// The channels per stage of the staged forward (blockFloats kRunBlock, one
+// input) or backward (kGradBlock, two inputs), from the geometry alone; 0:
+// not staged.
+static std::size_t stageChannels(const KernelTable& k, const TensorDims& d, std::size_t blockFloats,
+                                 std::size_t inputs) {
+  if (!k.nonTemporalStores || d.elements() < kPipelineMinElements || Blocking(d, blockFloats).samplesPerBlock == 1)
     return 0;
   for (std::size_t g : kStageChannels)
     if (d.c >= 2 * g && g * d.spatial % kLineFloats == 0 &&
-        d.samplesPerGroup() * g * d.spatial * sizeof(float) <= kPipelineMaxSliceBytes)
+        inputs * d.samplesPerGroup() * g * d.spatial * sizeof(float) <= kPipelineMaxSliceBytes)
       return g;
   return 0;
 }
@@ -371,6 +367,24 @@ struct StageNormalizer {
     const auto& t = *static_cast<const StageNormalizer*>(self);
     const std::size_t off = ((t.n0 + s) * t.d.c + t.c0) * t.d.spatial;
     t.k.spanNormalize(t.x + off, t.y + off, t.d.spatial, t.c1 - t.c0, t.affine, t.c0, t.d.c, t.relu, true);
+  }
+};
+
+// runGradSums' hook: writes dx of channels [c0, c1) of sample n0 + s.
+struct StageApplier {
+  const KernelTable& k;
+  const float *dy, *x;
+  float* dx;
+  const TensorDims& d;
+  const ChannelAffine* affine;  // the group's, indexed by channel
+  const ChannelGrad* grad;      // likewise
+  std::size_t c0, c1, n0;
+  bool relu;
+  static void after(void* self, std::size_t s) {
+    const auto& t = *static_cast<const StageApplier*>(self);
+    const std::size_t off = ((t.n0 + s) * t.d.c + t.c0) * t.d.spatial;
+    t.k.spanGradApply(t.dy + off, t.x + off, t.dx + off, t.d.spatial, t.c1 - t.c0, t.affine, t.grad, t.c0, t.d.c,
+                      t.relu, true);
   }
 };
 
@@ -422,7 +436,15 @@ void training(const KernelTable& statsK, const KernelTable& k, const float* x, f
   p.mean = saveMean;
   p.invstd = saveInvstd;
   if (pipelines(statsK, k, d)) return pipelinedTraining(k, x, y, d, eps, p, saveMean, saveInvstd);
-  if (const std::size_t G = stageChannels(statsK, k, d)) return stagedTraining(k, x, y, d, eps, p, saveMean, saveInvstd, G);
+  // Staged on one thread, and with more threads only where the two passes
+  // would stream too: elsewhere their plain stores beat the non-temporal
+  // ones, capped by the DRAM write bandwidth the VM gets (two threads:
+  // 64x256x14x14 0.25 -> 0.31 ms, 32x256x14x14 0.106 -> 0.150; but
+  // 64x512x14x14, 51 MB touched, 0.95 -> 0.72).
+  const bool oneThread = onCallingThread(d.elements(), kParallelMinElements);
+  if (&statsK == &k && (oneThread || streamOutput(d.elements() * 2 * sizeof(float))))
+    if (const std::size_t G = stageChannels(k, d, kRunBlock, 1))
+      return stagedTraining(k, x, y, d, eps, p, saveMean, saveInvstd, G);
   std::vector<Moments> m;
   groupMoments(statsK, x, d, m);
   for (std::size_t i = 0; i < m.size(); ++i) {
@@ -452,7 +474,7 @@ std::vector<GradSums> reduceGrads(const KernelTable& k, const float* dy, const f
       std::vector<float> scratch(kRunSumsScratch * d.c);
       const std::size_t n0 = units[u].n0;
       k.runGradSums(dy + n0 * stride, x + n0 * stride, d.spatial, d.c, units[u].samples, stride, a, relu,
-                    scratch.data(), s);
+                    scratch.data(), s, {nullptr, nullptr});
       return;
     }
     forEachBlock(d, b, units[u], 0, d.c, x, dy, [&](std::size_t c, std::size_t off, std::size_t len, std::size_t runs) {
@@ -482,6 +504,67 @@ void applyGrads(const KernelTable& k, const float* dy, const float* x, float* dx
     k.spanGradApply(dy + off, x + off, dx + off, d.spatial, runs, &affine[g * d.c], &grad[g * d.c], first % d.c, d.c,
                     relu, stream);
   });
+}
+
+// The staged backward for short runs, as stagedTraining: while a stage's
+// sums are gathered sample by sample in memory order (runGradSums, as
+// reduceGrads: the same units, so the sums are bit-identical), dx of the
+// stage before -- its sums complete, its slices of dy and x still in L2 -- is
+// written piece by piece between the samples. dy and x come from memory once
+// instead of twice. Only with more threads where the two passes stream (38
+// MB touched and more), where the traffic saved is what bounds them: two
+// threads, 64x256x14x14 0.42-0.60 -> 0.31-0.47 ms, 32x512x14x14 0.55 -> 0.42,
+// 96x256x12x12 -7%, 64x512x14x14 -4%, 128x128x14x14 +2%. On one thread it
+// measured slower where the two passes run from L3 (64x256x14x14 0.88 ->
+// 0.93-1.0 ms, 64x512x14x14 2.3 -> 2.9; stages of 2 to 16 channels, without
+// the prefetch of the next sample's piece up to 2x slower still), faster only
+// at 32x256x14x14 (-8%) and 32x128x16x16 (-17%).
+bool stagedBackward(const KernelTable& k, const float* dy, const float* x, float* dx, const TensorDims& d,
+                    const BackwardParams& p, std::vector<GradSums>& sums) {
+  if (onCallingThread(d.elements(), kParallelMinElements) || !streamOutput(d.elements() * 3 * sizeof(float)))
+    return false;
+  const std::size_t G = stageChannels(k, d, kGradBlock, 2);
+  if (!G) return false;
+  const std::vector<ChannelAffine> affine = affineTable(p.fwd, d);
+  const Blocking b(d, kGradBlock);
+  const std::vector<Unit> units = unitsOf(d, b);
+  const std::size_t C = d.c, stages = (C + G - 1) / G, stride = C * d.spatial;
+  const std::size_t parts = onCallingThread(d.elements(), kParallelMinElements) ? 1 : std::min(stages, numThreads());
+  sums.assign(d.groups() * C, GradSums());
+  std::vector<ChannelGrad> grad(d.groups() * C);
+  forEachUnit(d.elements(), kParallelMinElements, d.groups() * parts, [&](std::size_t item) {
+    const std::size_t g = item / parts, part = item % parts;
+    const std::size_t s0 = stages * part / parts, s1 = stages * (part + 1) / parts;
+    const double invCount = 1.0 / double(d.groupSamples(g) * d.spatial);
+    std::vector<float> scratch(kRunSumsScratch * C);
+    std::vector<GradSums> slot(C);
+    const ChannelAffine* a = &affine[g * C];
+    for (std::size_t st = s0; st <= s1; ++st) {  // s1: the last stage's dx alone
+      const std::size_t c0 = std::min(C, st * G), c1 = std::min(C, c0 + G);
+      StageApplier apply{k, dy, x, dx, d, a, &grad[g * C], st > s0 ? c0 - G : 0, c0, 0, p.fwd.relu};
+      const SampleHook hook{st > s0 ? &StageApplier::after : nullptr, &apply};
+      if (st == s1) {
+        apply.n0 = d.groupBegin(g);
+        for (std::size_t i = 0; i < d.groupSamples(g); ++i) StageApplier::after(&apply, i);
+        break;
+      }
+      for (const Unit& u : units) {
+        if (u.group != g) continue;
+        for (std::size_t c = c0; c < c1; ++c) slot[c] = GradSums();
+        apply.n0 = u.n0;
+        const std::size_t at = u.n0 * stride + c0 * d.spatial;
+        k.runGradSums(dy + at, x + at, d.spatial, c1 - c0, u.samples, stride, a + c0, p.fwd.relu, scratch.data(),
+                      &slot[c0], hook);
+        for (std::size_t c = c0; c < c1; ++c) {  // reduceGrads' order
+          sums[g * C + c].sumDy += slot[c].sumDy;
+          sums[g * C + c].sumDyXc += slot[c].sumDyXc;
+        }
+      }
+      for (std::size_t c = c0; c < c1; ++c) grad[g * C + c] = gradOf(p, g, c, C, sums[g * C + c], invCount);
+    }
+    k.fence();
+  });
+  return true;
 }
 
 }  // namespace nchw

@@ -290,6 +290,62 @@ TEST(single_read_training_forwards_match_reference) {
   });
 }
 
+TEST(staged_backward_matches_reference_and_two_passes) {
+  // NCHW short runs, with more threads and streaming (forced here): the
+  // backward in stages of a few channels, dx of a stage written between the
+  // samples of the next one's sums. Against the float64 reference, and bit for
+  // bit against the two passes (one thread): the same sums, the same dx kernel.
+  // Stages of 8 channels with a ragged last one, ghost groups with a ragged last
+  // group, the fused ReLU, dx at several offsets within a line.
+  struct Case {
+    TensorDims d;
+    std::size_t dxOffset;
+    bool relu;
+  };
+  const std::vector<Case> cases = {{{24, 56, 196, Layout::NCHW, 0}, 0, false},
+                                   {{24, 56, 196, Layout::NCHW, 0}, 5, true},
+                                   {{30, 52, 170, Layout::NCHW, 7}, 3, true},
+                                   {{100, 20, 144, Layout::NCHW, 0}, 11, false}};
+  forEveryIsaAndThreads([&](const char* isa, std::size_t threads) {
+    for (const Case& t : cases) {
+      const TensorDims& d = t.d;
+      const std::string what = describe(d, isa, threads, t.dxOffset) + (t.relu ? " relu" : "");
+      const std::size_t n = d.elements(), stats = d.groups() * d.c;
+      const auto x = ref::randomFloats(n, d.n + d.spatial, -2, 3);
+      const auto dy = ref::randomFloats(n, d.c + 5, -1.0f, 1.0f);
+      const auto w = ref::randomFloats(d.c, 6, 0.5f, 1.5f), b = ref::randomFloats(d.c, 8, -0.5f, 0.5f);
+      const ref::Stats st = ref::moments(x, d);
+      std::vector<double> invstd(stats);
+      for (std::size_t i = 0; i < stats; ++i) invstd[i] = 1 / std::sqrt(st.var[i] + 1e-5);
+      std::vector<float> dxs(n + 32, 7.0f), dw(d.c), db(d.c);
+      float* dx = dxs.data() + t.dxOffset;
+      if (!CHECK(batchNormBackward(dy.data(), x.data(), dx, d, st.mean.data(), invstd.data(), w.data(), b.data(),
+                                   t.relu, true, dw.data(), db.data()).ok()))
+        return;
+      const ref::Grads want = ref::backward(dy, x, d, st.mean, invstd, w.data(), b.data(), t.relu, true);
+      double scale = 0;
+      for (double v : want.dx) scale = std::max(scale, std::fabs(v));
+      const double count = double(n / d.c);
+      if (!allNear(dx, want.dx, 1e-4, 1e-4 * scale + 1e-6, what + " dx")) return;
+      if (!allNear(dw.data(), want.dweight, 1e-4, 1e-6 * count, what + " dweight")) return;
+      if (!allNear(db.data(), want.dbias, 1e-4, 1e-6 * count, what + " dbias")) return;
+      for (std::size_t i = 0; i < dxs.size(); ++i)
+        if ((dxs.data() + i < dx || dxs.data() + i >= dx + n) && !CHECK(dxs[i] == 7.0f))
+          return (void)check::fail(__FILE__, __LINE__, what + " wrote outside dx");
+      setNumThreads(1);
+      std::vector<float> dx1(n), dw1(d.c), db1(d.c);
+      const bool ok = batchNormBackward(dy.data(), x.data(), dx1.data(), d, st.mean.data(), invstd.data(), w.data(),
+                                        b.data(), t.relu, true, dw1.data(), db1.data()).ok();
+      setNumThreads(threads);
+      if (!CHECK(ok)) return;
+      if (!CHECK(std::memcmp(dx1.data(), dx, n * sizeof(float)) == 0) ||
+          !CHECK(std::memcmp(dw1.data(), dw.data(), d.c * sizeof(float)) == 0) ||
+          !CHECK(std::memcmp(db1.data(), db.data(), d.c * sizeof(float)) == 0))
+        return (void)check::fail(__FILE__, __LINE__, what + " differs from the two passes on one thread");
+    }
+  });
+}
+
 TEST(pipeline_kernel_writes_its_line_windows) {
   // runsMomentsNormalizing: the moments are runsMoments' (bit for bit), and y
   // is written over each run's lineWindow only -- the floats before a run's
