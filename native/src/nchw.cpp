@@ -18,7 +18,9 @@
 // slices fit L2, pipelined channel by channel (pipelinedTraining); shorter
 // runs on one thread, in stages of a few channels (stagedTraining).
 // Otherwise, and for the other ISAs, the statistics pass and then the
-// normalization pass.
+// normalization pass. The backward of short runs with more threads, on
+// tensors the two passes would stream, is staged the same way
+// (stagedBackward); otherwise its sums pass, then its dx pass.
 #include <algorithm>
 #include <cmath>
 #include <vector>
