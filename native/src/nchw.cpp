@@ -356,81 +356,96 @@ static std::size_t stageChannels(const KernelTable& k, const TensorDims& d, std:
   return 0;
 }
 
-// runSums' hook: normalizes channels [c0, c1) of sample n0 + s.
-struct StageNormalizer {
-  const KernelTable& k;
-  const float* x;
-  float* y;
-  const TensorDims& d;
-  const ChannelAffine* affine;  // indexed by channel
-  std::size_t c0, c1, n0;
-  bool relu;
+// A staged pass's plan: each group's channels in stages of G, the stages
+// split in `parts` ranges (one per thread; a range's first stage is only
+// gathered, its last only written).
+struct StagePlan {
+  std::size_t G, stages, parts;
+  StagePlan(const TensorDims& d, std::size_t g)
+      : G(g),
+        stages((d.c + g - 1) / g),
+        parts(onCallingThread(d.elements(), kParallelMinElements) ? 1 : std::min(stages, numThreads())) {}
+  std::size_t items(const TensorDims& d) const { return d.groups() * parts; }
+};
+
+// The hook of a stage's kernel calls (runSums, runGradSums): after sample s of
+// a call from sample n0, writes the stage before's piece of sample n0 + s.
+template <class Write>
+struct PieceHook {
+  Write& write;
+  std::size_t g, c0, c1, n0;  // the stage before: channels [c0, c1); c0 == c1: none
   static void after(void* self, std::size_t s) {
-    const auto& t = *static_cast<const StageNormalizer*>(self);
-    const std::size_t off = ((t.n0 + s) * t.d.c + t.c0) * t.d.spatial;
-    t.k.spanNormalize(t.x + off, t.y + off, t.d.spatial, t.c1 - t.c0, t.affine, t.c0, t.d.c, t.relu, true);
+    auto& h = *static_cast<PieceHook*>(self);
+    h.write(h.g, h.c0, h.c1, h.n0 + s);
+  }
+  // For a call whose first sample is n.
+  SampleHook from(std::size_t n) {
+    n0 = n;
+    return {c0 < c1 ? &after : nullptr, this};
   }
 };
 
-// runGradSums' hook: writes dx of channels [c0, c1) of sample n0 + s.
-struct StageApplier {
-  const KernelTable& k;
-  const float *dy, *x;
-  float* dx;
-  const TensorDims& d;
-  const ChannelAffine* affine;  // the group's, indexed by channel
-  const ChannelGrad* grad;      // likewise
-  std::size_t c0, c1, n0;
-  bool relu;
-  static void after(void* self, std::size_t s) {
-    const auto& t = *static_cast<const StageApplier*>(self);
-    const std::size_t off = ((t.n0 + s) * t.d.c + t.c0) * t.d.spatial;
-    t.k.spanGradApply(t.dy + off, t.x + off, t.dx + off, t.d.spatial, t.c1 - t.c0, t.affine, t.grad, t.c0, t.d.c,
-                      t.relu, true);
-  }
-};
+// Runs the plan's items (in parallel): item i, group g, stage after stage of
+// its range: gather(i, g, c0, c1, hook) reads stage [c0, c1) sample by sample
+// with kernels taking hook.from(n), then done(g, c0, c1) completes its
+// per-channel results; write(g, c0, c1, n) writes channels [c0, c1) of sample
+// n (the non-temporal stores fenced at the end).
+template <class Gather, class Done, class Write>
+void stagedPass(const KernelTable& k, const TensorDims& d, const StagePlan& plan, Gather&& gather, Done&& done,
+                Write&& write) {
+  forEachUnit(d.elements(), kParallelMinElements, plan.items(d), [&](std::size_t item) {
+    const std::size_t g = item / plan.parts, part = item % plan.parts;
+    const std::size_t s0 = plan.stages * part / plan.parts, s1 = plan.stages * (part + 1) / plan.parts;
+    const auto channels = [&](std::size_t st) { return std::min(d.c, st * plan.G); };  // stage st's first
+    for (std::size_t st = s0; st <= s1; ++st) {
+      PieceHook<Write> hook{write, g, st > s0 ? channels(st - 1) : 0, st > s0 ? channels(st) : 0, 0};
+      if (st == s1) {  // the range's last stage alone
+        for (std::size_t n = d.groupBegin(g); n < d.groupBegin(g) + d.groupSamples(g); ++n)
+          write(g, hook.c0, hook.c1, n);
+        break;
+      }
+      gather(item, g, channels(st), channels(st + 1), hook);
+      done(g, channels(st), channels(st + 1));
+    }
+    k.fence();
+  });
+}
 
 static void stagedTraining(const KernelTable& k, const float* x, float* y, const TensorDims& d, double eps,
                            const ForwardParams& p, double* saveMean, double* saveInvstd, std::size_t G) {
   const Blocking b(d, kRunBlock);
   const std::vector<Unit> units = unitsOf(d, b);
-  const std::size_t C = d.c, stages = (C + G - 1) / G;
-  const std::size_t parts = onCallingThread(d.elements(), kParallelMinElements) ? 1 : std::min(stages, numThreads());
-  forEachUnit(d.elements(), kParallelMinElements, d.groups() * parts, [&](std::size_t item) {
-    const std::size_t g = item / parts, part = item % parts;
-    const std::size_t s0 = stages * part / parts, s1 = stages * (part + 1) / parts;
-    BlockScratch scratch(C);
-    std::vector<Moments> total(C), m(C);
-    std::vector<ChannelAffine> affine(C);
-    for (std::size_t st = s0; st <= s1; ++st) {  // s1: the last stage's normalization alone
-      const std::size_t c0 = std::min(C, st * G), c1 = std::min(C, c0 + G);
-      StageNormalizer norm{k, x, y, d, affine.data(), st > s0 ? c0 - G : 0, c0, 0, p.relu};
-      const SampleHook hook{st > s0 ? &StageNormalizer::after : nullptr, &norm};
-      if (st == s1) {
-        norm.n0 = d.groupBegin(g);
-        for (std::size_t i = 0; i < d.groupSamples(g); ++i) StageNormalizer::after(&norm, i);
-        break;
-      }
-      for (std::size_t c = c0; c < c1; ++c) total[c] = Moments();
-      for (const Unit& u : units) {
-        if (u.group != g) continue;
-        for (std::size_t c = c0; c < c1; ++c) m[c] = Moments();
-        const std::size_t end = u.n0 + u.samples;
-        for (std::size_t n = u.n0; n < end; n += b.samplesPerBlock) {
-          norm.n0 = n;
-          blockMoments(k, x, d, n, std::min(b.samplesPerBlock, end - n), c0, c1, m.data(), scratch, hook);
+  const StagePlan plan(d, G);
+  const std::size_t C = d.c;
+  std::vector<Moments> total(d.groups() * C), m(d.groups() * C);  // a channel's belong to one item
+  std::vector<BlockScratch> scratch(plan.items(d), BlockScratch(C));
+  std::vector<ChannelAffine> affine(d.groups() * C);
+  stagedPass(
+      k, d, plan,
+      [&](std::size_t item, std::size_t g, std::size_t c0, std::size_t c1, auto& hook) {
+        Moments* mg = &m[g * C];
+        for (std::size_t c = c0; c < c1; ++c) total[g * C + c] = Moments();
+        for (const Unit& u : units) {
+          if (u.group != g) continue;
+          for (std::size_t c = c0; c < c1; ++c) mg[c] = Moments();
+          for (std::size_t n = u.n0; n < u.n0 + u.samples; n += b.samplesPerBlock)
+            blockMoments(k, x, d, n, std::min(b.samplesPerBlock, u.n0 + u.samples - n), c0, c1, mg, scratch[item],
+                         hook.from(n));
+          for (std::size_t c = c0; c < c1; ++c) total[g * C + c] = chanMerge(total[g * C + c], mg[c]);  // groupMoments' order
         }
-        for (std::size_t c = c0; c < c1; ++c) total[c] = chanMerge(total[c], m[c]);  // groupMoments' order
-      }
-      for (std::size_t c = c0; c < c1; ++c) {
-        const std::size_t gc = g * C + c;
-        saveMean[gc] = total[c].mean;
-        saveInvstd[gc] = 1.0 / std::sqrt(total[c].m2 / total[c].count + eps);
-        affine[c] = affineOf(p, g, c, C);
-      }
-    }
-    k.fence();
-  });
+      },
+      [&](std::size_t g, std::size_t c0, std::size_t c1) {
+        for (std::size_t c = c0; c < c1; ++c) {
+          const Moments& t = total[g * C + c];
+          saveMean[g * C + c] = t.mean;
+          saveInvstd[g * C + c] = 1.0 / std::sqrt(t.m2 / t.count + eps);
+          affine[g * C + c] = affineOf(p, g, c, C);
+        }
+      },
+      [&](std::size_t g, std::size_t c0, std::size_t c1, std::size_t n) {
+        const std::size_t off = (n * C + c0) * d.spatial;
+        k.spanNormalize(x + off, y + off, d.spatial, c1 - c0, &affine[g * C], c0, C, p.relu, true);
+      });
 }
 
 void training(const KernelTable& statsK, const KernelTable& k, const float* x, float* y, const TensorDims& d,
@@ -530,42 +545,37 @@ bool stagedBackward(const KernelTable& k, const float* dy, const float* x, float
   const std::vector<ChannelAffine> affine = affineTable(p.fwd, d);
   const Blocking b(d, kGradBlock);
   const std::vector<Unit> units = unitsOf(d, b);
-  const std::size_t C = d.c, stages = (C + G - 1) / G, stride = C * d.spatial;
-  const std::size_t parts = onCallingThread(d.elements(), kParallelMinElements) ? 1 : std::min(stages, numThreads());
+  const StagePlan plan(d, G);
+  const std::size_t C = d.c, stride = C * d.spatial;
   sums.assign(d.groups() * C, GradSums());
+  std::vector<GradSums> slots(d.groups() * C);  // a channel's belong to one item
+  std::vector<std::vector<float>> scratch(plan.items(d), std::vector<float>(kRunSumsScratch * C));
   std::vector<ChannelGrad> grad(d.groups() * C);
-  forEachUnit(d.elements(), kParallelMinElements, d.groups() * parts, [&](std::size_t item) {
-    const std::size_t g = item / parts, part = item % parts;
-    const std::size_t s0 = stages * part / parts, s1 = stages * (part + 1) / parts;
-    const double invCount = 1.0 / double(d.groupSamples(g) * d.spatial);
-    std::vector<float> scratch(kRunSumsScratch * C);
-    std::vector<GradSums> slot(C);
-    const ChannelAffine* a = &affine[g * C];
-    for (std::size_t st = s0; st <= s1; ++st) {  // s1: the last stage's dx alone
-      const std::size_t c0 = std::min(C, st * G), c1 = std::min(C, c0 + G);
-      StageApplier apply{k, dy, x, dx, d, a, &grad[g * C], st > s0 ? c0 - G : 0, c0, 0, p.fwd.relu};
-      const SampleHook hook{st > s0 ? &StageApplier::after : nullptr, &apply};
-      if (st == s1) {
-        apply.n0 = d.groupBegin(g);
-        for (std::size_t i = 0; i < d.groupSamples(g); ++i) StageApplier::after(&apply, i);
-        break;
-      }
-      for (const Unit& u : units) {
-        if (u.group != g) continue;
-        for (std::size_t c = c0; c < c1; ++c) slot[c] = GradSums();
-        apply.n0 = u.n0;
-        const std::size_t at = u.n0 * stride + c0 * d.spatial;
-        k.runGradSums(dy + at, x + at, d.spatial, c1 - c0, u.samples, stride, a + c0, p.fwd.relu, scratch.data(),
-                      &slot[c0], hook);
-        for (std::size_t c = c0; c < c1; ++c) {  // reduceGrads' order
-          sums[g * C + c].sumDy += slot[c].sumDy;
-          sums[g * C + c].sumDyXc += slot[c].sumDyXc;
+  stagedPass(
+      k, d, plan,
+      [&](std::size_t item, std::size_t g, std::size_t c0, std::size_t c1, auto& hook) {
+        GradSums* slot = &slots[g * C];
+        for (const Unit& u : units) {
+          if (u.group != g) continue;
+          for (std::size_t c = c0; c < c1; ++c) slot[c] = GradSums();
+          const std::size_t at = u.n0 * stride + c0 * d.spatial;
+          k.runGradSums(dy + at, x + at, d.spatial, c1 - c0, u.samples, stride, &affine[g * C + c0], p.fwd.relu,
+                        scratch[item].data(), &slot[c0], hook.from(u.n0));
+          for (std::size_t c = c0; c < c1; ++c) {  // reduceGrads' order
+            sums[g * C + c].sumDy += slot[c].sumDy;
+            sums[g * C + c].sumDyXc += slot[c].sumDyXc;
+          }
         }
-      }
-      for (std::size_t c = c0; c < c1; ++c) grad[g * C + c] = gradOf(p, g, c, C, sums[g * C + c], invCount);
-    }
-    k.fence();
-  });
+      },
+      [&](std::size_t g, std::size_t c0, std::size_t c1) {
+        const double invCount = 1.0 / double(d.groupSamples(g) * d.spatial);
+        for (std::size_t c = c0; c < c1; ++c) grad[g * C + c] = gradOf(p, g, c, C, sums[g * C + c], invCount);
+      },
+      [&](std::size_t g, std::size_t c0, std::size_t c1, std::size_t n) {
+        const std::size_t off = (n * C + c0) * d.spatial;
+        k.spanGradApply(dy + off, x + off, dx + off, d.spatial, c1 - c0, &affine[g * C], &grad[g * C], c0, C,
+                        p.fwd.relu, true);
+      });
   return true;
 }
 

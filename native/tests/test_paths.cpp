@@ -243,6 +243,7 @@ TEST(single_read_training_forwards_match_reference) {
       {{24, 56, 196, Layout::NCHW, 0}, 4, false, true, true},
       {{24, 56, 196, Layout::NCHW, 0}, 9, true, true, false},
       {{30, 52, 170, Layout::NCHW, 7}, 3, false, true, true},
+      {{30, 52, 170, Layout::NCHW, 7}, 6, true, true, false},
       {{100, 20, 144, Layout::NCHW, 0}, 11, false, true, false}};
   forEveryIsaAndThreads([&](const char* isa, std::size_t threads) {
     for (const Case& t : cases) {
