@@ -297,16 +297,18 @@ TEST(staged_backward_matches_reference_and_two_passes) {
   // samples of the next one's sums. Against the float64 reference, and bit for
   // bit against the two passes (one thread): the same sums, the same dx kernel.
   // Stages of 8 channels with a ragged last one, ghost groups with a ragged last
-  // group, the fused ReLU, dx at several offsets within a line.
+  // group, the fused ReLU, dx at several offsets within a line, dx in place of dy.
   struct Case {
     TensorDims d;
     std::size_t dxOffset;
     bool relu;
+    bool inPlace;  // dx is dy
   };
-  const std::vector<Case> cases = {{{24, 56, 196, Layout::NCHW, 0}, 0, false},
-                                   {{24, 56, 196, Layout::NCHW, 0}, 5, true},
-                                   {{30, 52, 170, Layout::NCHW, 7}, 3, true},
-                                   {{100, 20, 144, Layout::NCHW, 0}, 11, false}};
+  const std::vector<Case> cases = {{{24, 56, 196, Layout::NCHW, 0}, 0, false, false},
+                                   {{24, 56, 196, Layout::NCHW, 0}, 5, true, false},
+                                   {{30, 52, 170, Layout::NCHW, 7}, 3, true, false},
+                                   {{30, 52, 170, Layout::NCHW, 7}, 9, false, true},
+                                   {{100, 20, 144, Layout::NCHW, 0}, 11, false, false}};
   forEveryIsaAndThreads([&](const char* isa, std::size_t threads) {
     for (const Case& t : cases) {
       const TensorDims& d = t.d;
@@ -320,8 +322,9 @@ TEST(staged_backward_matches_reference_and_two_passes) {
       for (std::size_t i = 0; i < stats; ++i) invstd[i] = 1 / std::sqrt(st.var[i] + 1e-5);
       std::vector<float> dxs(n + 32, 7.0f), dw(d.c), db(d.c);
       float* dx = dxs.data() + t.dxOffset;
-      if (!CHECK(batchNormBackward(dy.data(), x.data(), dx, d, st.mean.data(), invstd.data(), w.data(), b.data(),
-                                   t.relu, true, dw.data(), db.data()).ok()))
+      if (t.inPlace) std::copy(dy.begin(), dy.end(), dx);
+      if (!CHECK(batchNormBackward(t.inPlace ? dx : dy.data(), x.data(), dx, d, st.mean.data(), invstd.data(),
+                                   w.data(), b.data(), t.relu, true, dw.data(), db.data()).ok()))
         return;
       const ref::Grads want = ref::backward(dy, x, d, st.mean, invstd, w.data(), b.data(), t.relu, true);
       double scale = 0;
@@ -334,9 +337,9 @@ TEST(staged_backward_matches_reference_and_two_passes) {
         if ((dxs.data() + i < dx || dxs.data() + i >= dx + n) && !CHECK(dxs[i] == 7.0f))
           return (void)check::fail(__FILE__, __LINE__, what + " wrote outside dx");
       setNumThreads(1);
-      std::vector<float> dx1(n), dw1(d.c), db1(d.c);
-      const bool ok = batchNormBackward(dy.data(), x.data(), dx1.data(), d, st.mean.data(), invstd.data(), w.data(),
-                                        b.data(), t.relu, true, dw1.data(), db1.data()).ok();
+      std::vector<float> dx1(dy), dw1(d.c), db1(d.c);
+      const bool ok = batchNormBackward(t.inPlace ? dx1.data() : dy.data(), x.data(), dx1.data(), d, st.mean.data(),
+                                        invstd.data(), w.data(), b.data(), t.relu, true, dw1.data(), db1.data()).ok();
       setNumThreads(threads);
       if (!CHECK(ok)) return;
       if (!CHECK(std::memcmp(dx1.data(), dx, n * sizeof(float)) == 0) ||
