@@ -28,8 +28,6 @@ constexpr std::size_t kGradBlock = 1024;
 // time, so what must stay in L1 between the two passes is 64 rows of one
 // strip (8 KiB), whatever C is.
 constexpr std::size_t kMaxRowBlock = 64;
-
-inline std::size_t rowsPerBlock(std::size_t) { return kMaxRowBlock; }
 // Rows per block of the NHWC moments: the kernels flush their float32 lanes
 // every kMaxRowBlock rows, and the per-block costs (the shift check and the
 // merge, per channel) are spread over more rows -- 64-row blocks measured

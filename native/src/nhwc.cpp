@@ -22,7 +22,7 @@ struct Unit {
 };
 
 std::vector<Unit> unitsOf(const TensorDims& d) {
-  const std::size_t block = rowsPerBlock(d.c);
+  const std::size_t block = kMaxRowBlock;
   const std::size_t unitFloats = std::max<std::size_t>(kReduceUnitFloats, 4 * block * d.c);
   const std::size_t unitRows = block * std::max<std::size_t>(1, unitFloats / (block * d.c));
   std::vector<Unit> units;
