@@ -937,7 +937,7 @@ inline std::size_t nextChannel(std::size_t ch, std::size_t k, std::size_t c) {
 // 0.50 from 128 channels (rows of 512 bytes and more; on one thread as on two,
 // and reproduced in a bare C++ loop), so it takes rows of at most
 // kPairRowFloats (kernels.h); with streaming stores both were slower and keep
-// the span.
+// the span. Rows of up to four vectors take registerRowWalk (below) instead.
 
 template <class Make, class Eval>
 inline void twoRowWalk(float* out, std::size_t rows, std::size_t c, Make&& make, Eval&& eval) {
