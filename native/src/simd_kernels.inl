@@ -33,21 +33,22 @@ inline T sum4(T a, T b, T c, T d) { return V::add(V::add(a, b), V::add(c, d)); }
 // L3/DRAM: 1 KiB ahead on every other line (the old setting) 0.6-0.7 of the
 // read loop, 16 KiB ahead on every line 1.0; 12 MiB: 0.8 -> 0.9.
 constexpr std::size_t kPrefetchAhead = 4096;
-// Prefetches the cache lines at p + kPrefetchAhead that a 4W-float step of the
-// loops below will read then (one 64-byte line per 16 floats).
-inline void prefetchStep(const float* p) {
-  for (std::size_t o = 0; o < 4 * W; o += 16) V::prefetch(p + kPrefetchAhead + o);
+// Prefetches the cache lines at p + ahead that a 4W-float step of the loops
+// below will read then (one 64-byte line per 16 floats).
+inline void prefetchStep(const float* p, std::size_t ahead = kPrefetchAhead) {
+  for (std::size_t o = 0; o < 4 * W; o += 16) V::prefetch(p + ahead + o);
 }
 inline T loadK(const float* p, std::size_t k) { return k == W ? V::load(p) : V::loadN(p, k); }
 
 // --- NCHW: runs -------------------------------------------------------------
 
-// A span walk's side task that does nothing; it has the walk prefetch
-// kPrefetchAhead floats ahead of what it reads (a walk in memory order).
+// A span walk's side task that does nothing but have the walk prefetch
+// `ahead` floats past what it reads (kPrefetchAhead: a walk in memory order).
 struct NoSide {
-  void prefetch(const float* p) const { prefetchStep(p); }
-  void step(std::size_t) {}
-  void finish() {}
+  std::size_t ahead = kPrefetchAhead;
+  void prefetch(const float* p) const { prefetchStep(p, ahead); }
+  void step(std::size_t) const {}
+  void finish() const {}
 };
 
 // Four chains of the shifted sums (the add and FMA latencies set the pace
@@ -201,23 +202,13 @@ inline void runLanesWalk(std::size_t runLen, std::size_t runs, std::size_t sampl
   }
 }
 
-// A span walk's side task that only prefetches, `ahead` floats past what it reads.
-struct Ahead {
-  std::size_t ahead;
-  void prefetch(const float* p) const {
-    for (std::size_t o = 0; o < 4 * W; o += 16) V::prefetch(p + ahead + o);
-  }
-  void step(std::size_t) const {}
-  void finish() const {}
-};
-
 void runSums(const float* x, std::size_t runLen, std::size_t runs, std::size_t samples, std::size_t sampleStride,
              const float* shift, float* scratch, double* dsum, double* qsum, SampleHook hook) {
   // The next sample's same runs when they are a part of each sample (the
   // staged training forward's stages: memory kPrefetchAhead on would be the
   // next stages', read much later; 64x256x14x14 in stages of 8 channels:
   // 0.27 -> 0.18 ms), else memory kPrefetchAhead on.
-  const Ahead ahead{runs * runLen < sampleStride ? sampleStride : kPrefetchAhead};
+  const NoSide ahead{runs * runLen < sampleStride ? sampleStride : kPrefetchAhead};
   ShiftedAcc acc;
   acc.clear();
   if (runLen > kFlushFloats) {  // long runs: each run's sums flushed on their own
@@ -502,9 +493,10 @@ inline T maskedDy(T dy, T xc, T s, T b) {
 // Sums of dy' (the ReLU-masked dy) and dy' * (x - hi): four product chains
 // (FMA latency), two sum chains -- few enough registers that each dy is
 // loaded once -- kept in float32 over at most kFlushFloats values. No
-// software prefetch: with it (16 KiB ahead) the backward measured 10-15%
-// slower on tensors up to 2 MiB and the sums 9% slower at 8x32x112x112; only
-// 32x64x56x56, from DRAM, gained (2-3%).
+// software prefetch in memory order: with it (16 KiB ahead) the backward
+// measured 10-15% slower on tensors up to 2 MiB and the sums 9% slower at
+// 8x32x112x112; only 32x64x56x56, from DRAM, gained (2-3%). The staged
+// backward's stages ask for the next sample's piece (runGradSums).
 template <bool Relu>
 struct GradAcc {
   T hi, s, b;
@@ -521,8 +513,7 @@ struct GradAcc {
   void span(const float* ds, const float* xs, std::size_t len, std::size_t ahead) {
     std::size_t i = 0;
     for (; i + 4 * W <= len; i += 4 * W) {
-      if (ahead)
-        for (std::size_t o = 0; o < 4 * W; o += 16) V::prefetch(ds + i + ahead + o), V::prefetch(xs + i + ahead + o);
+      if (ahead) prefetchStep(ds + i, ahead), prefetchStep(xs + i, ahead);
       const T xa = V::sub(V::load(xs + i), hi), xb = V::sub(V::load(xs + i + W), hi);
       const T xc = V::sub(V::load(xs + i + 2 * W), hi), xd = V::sub(V::load(xs + i + 3 * W), hi);
       const T ga = V::pin(maskedDy<Relu>(V::load(ds + i), xa, s, b));
