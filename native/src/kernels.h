@@ -53,10 +53,12 @@ struct ChannelGrad {
   float foldedC;
 };
 
-// Per-channel arrays for the channels-last kernels: length C, and, for the
-// SIMD kernels, the same values repeated with period C over C + kRowsPad
-// entries (so a vector may start at any channel), with the mean's lo part
-// folded in: shiftP = shift - meanLo * scale, cP = c - b * meanLo.
+// Per-channel arrays for the channels-last kernels: each holds its C values
+// repeated with period C over C + kRowsPad entries, so that a vector may start
+// at any channel, and so that the arrays at +k are those of rows whose channel
+// order starts at k (nhwc.cpp walks rows from an aligned float that way). The
+// SIMD kernels fold the mean's lo part into the shift: foldedShift = shift -
+// meanLo * scale, foldedC = c - b * meanLo (the scalar kernels use the parts).
 constexpr std::size_t kRowsPad = 16;
 // Rows of at most this many floats (whole vectors) are normalized two rows per
 // load of their parameters when stores are plain (see twoRowWalk in
@@ -68,17 +70,13 @@ struct RowsAffine {
   const float* meanLo;
   const float* scale;
   const float* shift;
-  const float* hiP;
-  const float* scaleP;
-  const float* shiftP;
+  const float* foldedShift;
 };
 struct RowsGrad {
   const float* a;
   const float* b;
   const float* c;
-  const float* aP;
-  const float* bP;
-  const float* cP;
+  const float* foldedC;
 };
 
 struct GradSums {
@@ -134,6 +132,8 @@ struct KernelTable {
   const char* name;
   // Whether the stores asked to stream are non-temporal ones (else plain).
   bool nonTemporalStores;
+  // Floats per vector (1: scalar); loads of W floats from W-aligned addresses never split a cache line.
+  std::size_t vectorFloats;
 
   // --- NCHW: `runs` runs of `runLen` floats, `stride` floats apart. ---
   // Moments of a block of at most kRunBlock floats: one pass of sums shifted

@@ -193,7 +193,7 @@ void probeTriad(const float* a, const float* b, float* out, std::size_t n, bool)
 }  // namespace
 
 const KernelTable& table() {
-  static const KernelTable t{"scalar",      false,         runsMoments,   runsMomentsNormalizing, runSums, runsGradSums, runGradSums, spanNormalize,
+  static const KernelTable t{"scalar",      false,         1,         runsMoments,   runsMomentsNormalizing, runSums, runsGradSums, runGradSums, spanNormalize,
                              spanGradApply, rowsMoments,   rowsNormalize, rowsGradSums,
                              rowsGradApply, fence,         probeRead,     probeCopy,
                              probeTriad};

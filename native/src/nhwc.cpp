@@ -4,6 +4,8 @@
 // its own slot and slots are merged in unit order, so any thread count gives
 // the same bits.
 #include <algorithm>
+#include <array>
+#include <cstdint>
 #include <memory>
 #include <vector>
 
@@ -52,70 +54,178 @@ void forEachBlock(const Unit& u, std::size_t block, F&& f) {
   for (std::size_t r = 0; r < u.rows; r += block) f(u.firstRow + r, std::min(block, u.rows - r));
 }
 
-// Repeats v (length c) with period c over c + kRowsPad entries.
-void padPeriodic(const float* v, std::size_t c, float* out) {
-  std::copy(v, v + c, out);
-  for (std::size_t i = c; i < c + kRowsPad; ++i) out[i] = out[i - c];
+// Extends a[0, c) with period c over c + kRowsPad entries.
+void extendPeriodic(float* a, std::size_t c) {
+  for (std::size_t i = c; i < c + kRowsPad; ++i) a[i] = a[i - c];
 }
 
-// Float arrays of the given lengths carved from one allocation: an op needs
-// several per-channel arrays, and at a few hundred channels their mallocs and
-// frees (and zeroing: the owner writes every entry) were a measurable part of
-// a small tensor's call. at(i) is array i.
+constexpr std::size_t kLineFloats = 16;  // floats per 64-byte cache line
+
+// Where in its cache line x starts, in floats.
+std::size_t phaseOf(const float* x) {
+  const auto at = reinterpret_cast<std::uintptr_t>(x);
+  return at % sizeof(float) ? 0 : at % (kLineFloats * sizeof(float)) / sizeof(float);
+}
+
+// n floats from one allocation, the first `phase` floats past a cache line:
+// the kernels' scratch (phase 0), and the per-channel arrays at x's phase, so
+// that their vectors are aligned exactly where x's are (see skipToAligned).
+// A split load costs as much from L1 as from memory: with the arrays at
+// another phase than x, walking 64x64x196 rows from an aligned float was 13%
+// slower instead of faster.
+class LineFloats {
+ public:
+  explicit LineFloats(std::size_t n, std::size_t phase = 0) : storage_(new float[n + 2 * kLineFloats]) {
+    const auto at = reinterpret_cast<std::uintptr_t>(storage_.get());
+    const std::uintptr_t line = kLineFloats * sizeof(float);
+    data_ = reinterpret_cast<float*>((at + line - 1) / line * line) + phase;
+  }
+  float* data() const { return data_; }
+
+ private:
+  std::unique_ptr<float[]> storage_;
+  float* data_;
+};
+
+// K float arrays of at least `length` floats each from one allocation, each
+// at the given phase: an op needs several per-channel arrays, and at a few
+// hundred channels their mallocs and frees (and zeroing: the owner writes
+// every entry) were a measurable part of a small tensor's call. at(i) is array i.
 template <std::size_t K>
 class FloatArrays {
  public:
-  explicit FloatArrays(const std::size_t (&lengths)[K]) {
-    std::size_t total = 0;
-    for (std::size_t i = 0; i < K; ++i) offsets_[i] = total, total += lengths[i];
-    storage_.reset(new float[total]);
-  }
-  float* at(std::size_t i) { return storage_.get() + offsets_[i]; }
+  FloatArrays(std::size_t length, std::size_t phase)
+      : length_((length + kLineFloats - 1) / kLineFloats * kLineFloats), storage_(K * length_, phase) {}
+  float* at(std::size_t i) const { return storage_.data() + i * length_; }
 
  private:
-  std::size_t offsets_[K];
-  std::unique_ptr<float[]> storage_;
+  std::size_t length_;
+  LineFloats storage_;
 };
 
-// Float32 per-(group, channel) affine arrays for the row kernels. The
-// backward without the fused ReLU needs only the means (centered): its scale
-// and shift arrays are zeros, and the per-channel float64 work of the rest is
-// skipped (2x512 backward 4.1 -> 3.7 us).
-struct AffineArrays {
-  std::size_t c, n, np;  // channels; groups * c; groups * (c + kRowsPad)
-  FloatArrays<8> arrays{{n, n, n, n, np, np, np, c}};
-  float *meanHi = arrays.at(0), *meanLo = arrays.at(1), *scale = arrays.at(2), *shift = arrays.at(3);
-  float *hiP = arrays.at(4), *scaleP = arrays.at(5), *shiftP = arrays.at(6), *folded = arrays.at(7);
-  AffineArrays(const ForwardParams& p, const TensorDims& d, bool centered = false)
-      : c(d.c), n(d.groups() * d.c), np(d.groups() * (d.c + kRowsPad)) {
-    if (centered) {
-      std::fill(scale, scale + n, 0.0f), std::fill(shift, shift + n, 0.0f);
-      std::fill(scaleP, scaleP + np, 0.0f), std::fill(shiftP, shiftP + np, 0.0f);
-    }
+// Floats per group in the per-channel arrays: c + kRowsPad, in whole lines so
+// that every group's arrays are at the same phase.
+std::size_t groupFloats(std::size_t c) { return (c + kRowsPad + kLineFloats - 1) / kLineFloats * kLineFloats; }
+
+// Float32 per-(group, channel) affine arrays for the row kernels, periodic
+// (RowsAffine). The backward without the fused ReLU needs only the means
+// (centered): its scale and shift arrays are zeros, and the per-channel
+// float64 work of the rest is skipped (2x512 backward 4.1 -> 3.7 us).
+class AffineArrays {
+ public:
+  AffineArrays(const ForwardParams& p, const TensorDims& d, const float* x, bool centered = false)
+      : np_(groupFloats(d.c)), arrays_(d.groups() * np_, phaseOf(x)) {
+    const std::size_t c = d.c;
     for (std::size_t g = 0; g < d.groups(); ++g) {
+      float *hi = at(0, g), *lo = at(1, g), *scale = at(2, g), *shift = at(3, g), *folded = at(4, g);
       for (std::size_t ch = 0; ch < c; ++ch) {
-        const std::size_t i = g * c + ch;
-        if (centered) {
-          const ChannelAffine a = centerOf(p.mean, g, ch, c);
-          meanHi[i] = a.meanHi, meanLo[i] = a.meanLo;
-          continue;
-        }
-        const ChannelAffine a = affineOf(p, g, ch, c);
-        meanHi[i] = a.meanHi, meanLo[i] = a.meanLo, scale[i] = a.scale, shift[i] = a.shift;
-        folded[ch] = a.foldedShift;
+        const ChannelAffine a = centered ? centerOf(p.mean, g, ch, c) : affineOf(p, g, ch, c);
+        hi[ch] = a.meanHi, lo[ch] = a.meanLo, scale[ch] = a.scale, shift[ch] = a.shift, folded[ch] = a.foldedShift;
       }
-      const std::size_t o = g * (c + kRowsPad);
-      padPeriodic(&meanHi[g * c], c, &hiP[o]);
-      if (centered) continue;
-      padPeriodic(&scale[g * c], c, &scaleP[o]);
-      padPeriodic(folded, c, &shiftP[o]);
+      for (std::size_t i = 0; i < 5; ++i) extendPeriodic(at(i, g), c);
     }
   }
-  RowsAffine group(std::size_t g) const {
-    const std::size_t o = g * (c + kRowsPad);
-    return {&meanHi[g * c], &meanLo[g * c], &scale[g * c], &shift[g * c], &hiP[o], &scaleP[o], &shiftP[o]};
+  // Group g's arrays for rows whose channel order starts at `skip`.
+  RowsAffine group(std::size_t g, std::size_t skip = 0) const {
+    return {at(0, g) + skip, at(1, g) + skip, at(2, g) + skip, at(3, g) + skip, at(4, g) + skip};
   }
+
+ private:
+  float* at(std::size_t array, std::size_t g) const { return arrays_.at(array) + g * np_; }
+  std::size_t np_;
+  FloatArrays<5> arrays_;
 };
+
+// The float32 coefficients of dx, periodic (RowsGrad).
+class GradArrays {
+ public:
+  GradArrays(const std::vector<ChannelGrad>& grad, const TensorDims& d, const float* x)
+      : np_(groupFloats(d.c)), arrays_(d.groups() * np_, phaseOf(x)) {
+    for (std::size_t g = 0; g < d.groups(); ++g) {
+      float *a = at(0, g), *b = at(1, g), *c = at(2, g), *folded = at(3, g);
+      for (std::size_t ch = 0; ch < d.c; ++ch) {
+        const ChannelGrad& q = grad[g * d.c + ch];
+        a[ch] = q.a, b[ch] = q.b, c[ch] = q.c, folded[ch] = q.foldedC;
+      }
+      for (std::size_t i = 0; i < 4; ++i) extendPeriodic(at(i, g), d.c);
+    }
+  }
+  RowsGrad group(std::size_t g, std::size_t skip = 0) const {
+    return {at(0, g) + skip, at(1, g) + skip, at(2, g) + skip, at(3, g) + skip};
+  }
+
+ private:
+  float* at(std::size_t array, std::size_t g) const { return arrays_.at(array) + g * np_; }
+  std::size_t np_;
+  FloatArrays<4> arrays_;
+};
+
+// --- Rows walked from an aligned float ---
+// Node's large typed arrays start 16 bytes past a cache line (checked with a
+// calloc hook), so with 32-byte vectors every other load of a row of whole
+// vectors crosses a line. At 256x512 (one thread, L2/L3) the backward's sums
+// took 12.8 us at that offset against 9.3 us aligned, dx 15.9 against 14.0.
+// Rows whose first float is not vector-aligned are therefore walked from the
+// first one that is, `skip` floats in: from there the span is rows - 1 whole
+// rows whose channel order starts at `skip` (the periodic arrays at +skip are
+// their parameters), and one row is left over -- channels skip..c-1 of the
+// last row and 0..skip-1 of the first -- which is gathered into an aligned
+// row of its own. Decided by x's address: inputs and outputs usually share it.
+
+// The skip for `rows` rows of c floats at x: 0 when x is aligned, the rows
+// are not whole vectors (their vectors could not all be aligned), or there
+// is a single row.
+std::size_t skipToAligned(const KernelTable& k, const float* x, std::size_t rows, std::size_t c) {
+  const std::size_t w = k.vectorFloats;
+  const auto at = reinterpret_cast<std::uintptr_t>(x);
+  if (w < 2 || c % w != 0 || rows < 2 || at % sizeof(float) != 0) return 0;
+  const std::size_t mis = at / sizeof(float) % w;
+  return mis ? w - mis : 0;
+}
+
+// Rows of c floats from a cache line on: the left-over rows' copies.
+class RowBuffer {
+ public:
+  RowBuffer(std::size_t rows, std::size_t c) : c_(c), storage_(rows * c) {}
+  float* row(std::size_t i) const { return storage_.data() + i * c_; }
+
+ private:
+  std::size_t c_;
+  LineFloats storage_;
+};
+
+void gatherLeftOver(const float* rows, std::size_t n, std::size_t c, std::size_t skip, float* row) {
+  const float* last = rows + (n - 1) * c;
+  std::copy(last + skip, last + c, row);
+  std::copy(rows, rows + skip, row + (c - skip));
+}
+
+void scatterLeftOver(const float* row, std::size_t n, std::size_t c, std::size_t skip, float* rows) {
+  float* last = rows + (n - 1) * c;
+  std::copy(row, row + (c - skip), last + skip);
+  std::copy(row + (c - skip), row + c, rows);
+}
+
+// An elementwise pass over n rows of c floats: run(in, out, rows, skip) with
+// `in` the N inputs' pointers at out's offsets (x last), walked as above --
+// unless its stores stream: those walk from the output's first aligned float
+// already (storeSpan), and the left-over row's plain stores into streamed
+// lines made dx of 64x256x14x14 NHWC 9% slower.
+template <std::size_t N, class Run>
+void elementwiseRows(const KernelTable& k, std::array<const float*, N> in, float* out, std::size_t n,
+                     std::size_t c, bool stream, Run&& run) {
+  const std::size_t skip = stream ? 0 : skipToAligned(k, in[N - 1], n, c);
+  if (!skip) return run(in, out, n, 0);
+  std::array<const float*, N> shifted;
+  for (std::size_t i = 0; i < N; ++i) shifted[i] = in[i] + skip;
+  run(shifted, out + skip, n - 1, skip);
+  // The left-over row's floats are none of those just written: in place is fine.
+  const RowBuffer buffer(N + 1, c);
+  std::array<const float*, N> gathered;
+  for (std::size_t i = 0; i < N; ++i) gatherLeftOver(in[i], n, c, skip, buffer.row(i)), gathered[i] = buffer.row(i);
+  run(gathered, buffer.row(N), 1, skip);
+  scatterLeftOver(buffer.row(N), n, c, skip, out);
+}
 
 }  // namespace
 
@@ -124,7 +234,7 @@ void moments(const KernelTable& k, const float* x, const TensorDims& d, double* 
   const std::vector<Unit> units = unitsOf(d);
   std::vector<double> unitMean(units.size() * C, 0.0), unitM2(units.size() * C, 0.0);
   forEachUnit(d.elements(), kParallelMinElements, units.size(), [&](std::size_t u) {
-    std::vector<float> scratch(kRowMomentsScratch * C);
+    const LineFloats scratch(kRowMomentsScratch * C);
     double* um = &unitMean[u * C];
     double* u2 = &unitM2[u * C];
     double count = 0;
@@ -143,13 +253,16 @@ void moments(const KernelTable& k, const float* x, const TensorDims& d, double* 
 }
 
 void withStats(const KernelTable& k, const float* x, float* y, const TensorDims& d, ForwardParams p) {
-  const AffineArrays affine(p, d);
+  const AffineArrays affine(p, d, x);
   const std::vector<Unit> chunks = chunksOf(d);
   const bool stream =
       streamOutput(d.elements() * 2 * sizeof(float), streamMinBytes(d.c > kPairRowFloats, d.elements()));
   forEachUnit(d.elements(), kParallelMinElementwise, chunks.size(), [&](std::size_t i) {
     const Unit& t = chunks[i];
-    k.rowsNormalize(x + t.firstRow * d.c, y + t.firstRow * d.c, t.rows, d.c, affine.group(t.group), p.relu, stream);
+    const std::size_t at = t.firstRow * d.c;
+    elementwiseRows<1>(k, {x + at}, y + at, t.rows, d.c, stream, [&](auto in, float* out, std::size_t rows, std::size_t skip) {
+      k.rowsNormalize(in[0], out, rows, d.c, affine.group(t.group, skip), p.relu, stream);
+    });
     if (stream) k.fence();
   });
 }
@@ -157,16 +270,33 @@ void withStats(const KernelTable& k, const float* x, float* y, const TensorDims&
 // Per-(group, channel) sums of dy and dy * (x - mean), masked by the ReLU when fused.
 std::vector<GradSums> reduceGrads(const KernelTable& k, const float* dy, const float* x, const TensorDims& d,
                                   const ForwardParams& p) {
-  const AffineArrays affine(p, d, !p.relu);
+  const AffineArrays affine(p, d, x, !p.relu);
   const bool relu = p.relu;
   const std::size_t C = d.c;
   const std::vector<Unit> units = unitsOf(d);
   std::vector<double> unitDy(units.size() * C, 0.0), unitDyXc(units.size() * C, 0.0);
   forEachUnit(d.elements(), kParallelMinElements, units.size(), [&](std::size_t u) {
-    std::vector<float> scratch(2 * C);
-    const RowsAffine a = affine.group(units[u].group);
-    const std::size_t row = units[u].firstRow;
-    k.rowsGradSums(dy + row * C, x + row * C, units[u].rows, C, a, relu, scratch.data(), &unitDy[u * C], &unitDyXc[u * C]);
+    const LineFloats scratch(2 * C);
+    const Unit& t = units[u];
+    const std::size_t at = t.firstRow * C;
+    double *sumDy = &unitDy[u * C], *sumDyXc = &unitDyXc[u * C];
+    const std::size_t skip = skipToAligned(k, x + at, t.rows, C);
+    if (!skip) {
+      k.rowsGradSums(dy + at, x + at, t.rows, C, affine.group(t.group), relu, scratch.data(), sumDy, sumDyXc);
+      return;
+    }
+    // Walked from an aligned float (see skipToAligned): the sums come in the rotated channel order.
+    std::vector<double> rotated(2 * C, 0.0);
+    const RowsAffine a = affine.group(t.group, skip);
+    k.rowsGradSums(dy + at + skip, x + at + skip, t.rows - 1, C, a, relu, scratch.data(), &rotated[0], &rotated[C]);
+    const RowBuffer leftOver(2, C);
+    gatherLeftOver(dy + at, t.rows, C, skip, leftOver.row(0));
+    gatherLeftOver(x + at, t.rows, C, skip, leftOver.row(1));
+    k.rowsGradSums(leftOver.row(0), leftOver.row(1), 1, C, a, relu, scratch.data(), &rotated[0], &rotated[C]);
+    for (std::size_t i = 0; i < C; ++i) {
+      const std::size_t ch = i < C - skip ? i + skip : i + skip - C;
+      sumDy[ch] += rotated[i], sumDyXc[ch] += rotated[C + i];
+    }
   });
   std::vector<GradSums> sums(d.groups() * C);
   for (std::size_t u = 0; u < units.size(); ++u)
@@ -181,32 +311,19 @@ std::vector<GradSums> reduceGrads(const KernelTable& k, const float* dy, const f
 // dx = a * dy + b * (x - mean) + c per (group, channel), in memory order.
 void applyGrads(const KernelTable& k, const float* dy, const float* x, float* dx, const TensorDims& d,
                 const ForwardParams& p, const std::vector<ChannelGrad>& grad) {
-  const AffineArrays affine(p, d, !p.relu);
-  const bool relu = p.relu;
-  const std::size_t C = d.c;
-  const std::size_t n = grad.size(), np = d.groups() * (C + kRowsPad);
-  FloatArrays<7> arrays{{n, n, n, np, np, np, C}};
-  float *ga = arrays.at(0), *gb = arrays.at(1), *gc = arrays.at(2);
-  float *gaP = arrays.at(3), *gbP = arrays.at(4), *gcP = arrays.at(5), *folded = arrays.at(6);
-  for (std::size_t g = 0; g < d.groups(); ++g) {
-    for (std::size_t c = 0; c < C; ++c) {
-      const ChannelGrad& q = grad[g * C + c];
-      ga[g * C + c] = q.a, gb[g * C + c] = q.b, gc[g * C + c] = q.c;
-      folded[c] = q.foldedC;
-    }
-    const std::size_t o = g * (C + kRowsPad);
-    padPeriodic(&ga[g * C], C, &gaP[o]);
-    padPeriodic(&gb[g * C], C, &gbP[o]);
-    padPeriodic(folded, C, &gcP[o]);
-  }
+  const AffineArrays affine(p, d, x, !p.relu);
+  const GradArrays coefficients(grad, d, x);
   const bool stream =
       streamOutput(d.elements() * 3 * sizeof(float), streamMinBytes(d.c > kPairRowFloats, d.elements()));
   const std::vector<Unit> chunks = chunksOf(d);
   forEachUnit(d.elements(), kParallelMinElementwise, chunks.size(), [&](std::size_t i) {
     const Unit& t = chunks[i];
-    const std::size_t o = t.group * C, oP = t.group * (C + kRowsPad);
-    k.rowsGradApply(dy + t.firstRow * C, x + t.firstRow * C, dx + t.firstRow * C, t.rows, C, affine.group(t.group),
-                    {&ga[o], &gb[o], &gc[o], &gaP[oP], &gbP[oP], &gcP[oP]}, relu, stream);
+    const std::size_t at = t.firstRow * d.c;
+    elementwiseRows<2>(k, {dy + at, x + at}, dx + at, t.rows, d.c, stream,
+                       [&](auto in, float* out, std::size_t rows, std::size_t skip) {
+                         k.rowsGradApply(in[0], in[1], out, rows, d.c, affine.group(t.group, skip),
+                                         coefficients.group(t.group, skip), p.relu, stream);
+                       });
     if (stream) k.fence();
   });
 }

@@ -974,18 +974,18 @@ template <bool Relu, bool Stream>
 void rowsNormalizeT(const float* x, float* y, std::size_t rows, std::size_t c, const RowsAffine& p) {
   if (!Stream &&
       narrowRowWalk(
-          y, rows, c, [&](std::size_t ch) { return AffineV{V::load(p.hiP + ch), V::load(p.scaleP + ch), V::load(p.shiftP + ch)}; },
+          y, rows, c, [&](std::size_t ch) { return AffineV{V::load(p.meanHi + ch), V::load(p.scale + ch), V::load(p.foldedShift + ch)}; },
           [&](std::size_t o, const AffineV& q) { return affine<Relu>(V::load(x + o), q.hi, q.s, q.b); }))
     return;
   if (!Stream && c % W == 0 && c <= kPairRowFloats) {
     twoRowWalk(
-        y, rows, c, [&](std::size_t ch) { return AffineV{V::load(p.hiP + ch), V::load(p.scaleP + ch), V::load(p.shiftP + ch)}; },
+        y, rows, c, [&](std::size_t ch) { return AffineV{V::load(p.meanHi + ch), V::load(p.scale + ch), V::load(p.foldedShift + ch)}; },
         [&](std::size_t o, const AffineV& q) { return affine<Relu>(V::load(x + o), q.hi, q.s, q.b); });
     return;
   }
   std::size_t ch = 0;
   storeSpan<Stream>(y, rows * c, [&](std::size_t i, std::size_t k) {
-    const T v = affine<Relu>(loadK(x + i, k), V::load(p.hiP + ch), V::load(p.scaleP + ch), V::load(p.shiftP + ch));
+    const T v = affine<Relu>(loadK(x + i, k), V::load(p.meanHi + ch), V::load(p.scale + ch), V::load(p.foldedShift + ch));
     ch = nextChannel(ch, k, c);
     return v;
   });
@@ -1008,9 +1008,9 @@ void stripGradSums(const float* dy, const float* x, std::size_t rows, std::size_
   T hi[K], s[K], b[K];
   for (std::size_t k = 0; k < K; ++k) {
     const std::size_t o = ch + k * W;
-    hi[k] = V::load(p.hiP + o);
-    s[k] = Relu ? V::load(p.scaleP + o) : V::zero();
-    b[k] = Relu ? V::load(p.shiftP + o) : V::zero();
+    hi[k] = V::load(p.meanHi + o);
+    s[k] = Relu ? V::load(p.scale + o) : V::zero();
+    b[k] = Relu ? V::load(p.foldedShift + o) : V::zero();
   }
   T g[U][K], h[U][K];
   for (std::size_t u = 0; u < U; ++u)
@@ -1050,9 +1050,10 @@ void stripGradSums(const float* dy, const float* x, std::size_t rows, std::size_
 // how many floats per call: measured on the project's machine at
 // 64x256x14x14 (12.8 MB tensors, L3) sums 0.54 -> 0.33 ms with 8 KiB (4 KiB
 // 0.37, 16 KiB 0.43), 32x64x56x56 1.7 -> 1.0 ms; but 256x512 (L2-resident)
-// 12 -> 16 us, hence not for calls under 1 MiB.
+// 12 -> 16 us, hence only for calls of more than 0.5 MiB (the units of
+// 64x256x14x14 are 1 MiB, less one row when walked from an aligned float).
 constexpr std::size_t kGradSumsAheadBytes = 8192;
-constexpr std::size_t kGradSumsPrefetchMinFloats = std::size_t(1) << 18;
+constexpr std::size_t kGradSumsPrefetchMinFloats = (std::size_t(1) << 17) + 1;
 
 template <bool Relu>
 void rowsGradSumsRowMajor(const float* dy, const float* x, std::size_t rows, std::size_t c, const RowsAffine& p,
@@ -1063,7 +1064,7 @@ void rowsGradSumsRowMajor(const float* dy, const float* x, std::size_t rows, std
   auto term = [&](std::size_t row, std::size_t ch, T hi, T& xc) {
     const std::size_t o = row * c + ch;
     xc = V::sub(V::load(x + o), hi);
-    return Relu ? maskedDy<Relu>(V::load(dy + o), xc, V::load(p.scaleP + ch), V::load(p.shiftP + ch))
+    return Relu ? maskedDy<Relu>(V::load(dy + o), xc, V::load(p.scale + ch), V::load(p.foldedShift + ch))
                 : V::load(dy + o);
   };
   const std::size_t ahead = std::max<std::size_t>(4, kGradSumsAheadBytes / (c * sizeof(float)));  // rows
@@ -1079,7 +1080,7 @@ void rowsGradSumsRowMajor(const float* dy, const float* x, std::size_t rows, std
             V::prefetch(x + (r + u + ahead) * c + ch);
             V::prefetch(dy + (r + u + ahead) * c + ch);
           }
-        const T hi = V::load(p.hiP + ch);
+        const T hi = V::load(p.meanHi + ch);
         T x0, x1, x2, x3;
         const T d0 = term(r, ch, hi, x0), d1 = term(r + 1, ch, hi, x1);
         const T d2 = term(r + 2, ch, hi, x2), d3 = term(r + 3, ch, hi, x3);
@@ -1089,7 +1090,7 @@ void rowsGradSumsRowMajor(const float* dy, const float* x, std::size_t rows, std
     for (; r < r1; ++r)
       for (std::size_t ch = 0; ch < c; ch += W) {
         T xc;
-        const T d = V::pin(term(r, ch, V::load(p.hiP + ch), xc));
+        const T d = V::pin(term(r, ch, V::load(p.meanHi + ch), xc));
         V::store(gs + ch, V::add(V::load(gs + ch), d));
         V::store(hs + ch, V::fma(d, xc, V::load(hs + ch)));
       }
@@ -1131,9 +1132,9 @@ void rowsGradApplyT(const float* dy, const float* x, float* dx, std::size_t rows
       narrowRowWalk(
           dx, rows, c,
           [&](std::size_t ch) {
-            return GradV{V::load(p.hiP + ch), Relu ? V::load(p.scaleP + ch) : V::zero(),
-                         Relu ? V::load(p.shiftP + ch) : V::zero(), V::load(g.aP + ch), V::load(g.bP + ch),
-                         V::load(g.cP + ch)};
+            return GradV{V::load(p.meanHi + ch), Relu ? V::load(p.scale + ch) : V::zero(),
+                         Relu ? V::load(p.foldedShift + ch) : V::zero(), V::load(g.a + ch), V::load(g.b + ch),
+                         V::load(g.foldedC + ch)};
           },
           [&](std::size_t o, const GradV& q) {
             return gradOut<Relu>(V::load(dy + o), V::load(x + o), q.hi, q.s, q.b, q.ga, q.gb, q.gc);
@@ -1143,9 +1144,9 @@ void rowsGradApplyT(const float* dy, const float* x, float* dx, std::size_t rows
     twoRowWalk(
         dx, rows, c,
         [&](std::size_t ch) {
-          return GradV{V::load(p.hiP + ch), Relu ? V::load(p.scaleP + ch) : V::zero(),
-                       Relu ? V::load(p.shiftP + ch) : V::zero(), V::load(g.aP + ch), V::load(g.bP + ch),
-                       V::load(g.cP + ch)};
+          return GradV{V::load(p.meanHi + ch), Relu ? V::load(p.scale + ch) : V::zero(),
+                       Relu ? V::load(p.foldedShift + ch) : V::zero(), V::load(g.a + ch), V::load(g.b + ch),
+                       V::load(g.foldedC + ch)};
         },
         [&](std::size_t o, const GradV& q) {
           return gradOut<Relu>(V::load(dy + o), V::load(x + o), q.hi, q.s, q.b, q.ga, q.gb, q.gc);
@@ -1154,9 +1155,9 @@ void rowsGradApplyT(const float* dy, const float* x, float* dx, std::size_t rows
   }
   std::size_t ch = 0;
   storeSpan<Stream>(dx, rows * c, [&](std::size_t i, std::size_t k) {
-    const T v = gradOut<Relu>(loadK(dy + i, k), loadK(x + i, k), V::load(p.hiP + ch),
-                              Relu ? V::load(p.scaleP + ch) : V::zero(), Relu ? V::load(p.shiftP + ch) : V::zero(),
-                              V::load(g.aP + ch), V::load(g.bP + ch), V::load(g.cP + ch));
+    const T v = gradOut<Relu>(loadK(dy + i, k), loadK(x + i, k), V::load(p.meanHi + ch),
+                              Relu ? V::load(p.scale + ch) : V::zero(), Relu ? V::load(p.foldedShift + ch) : V::zero(),
+                              V::load(g.a + ch), V::load(g.b + ch), V::load(g.foldedC + ch));
     ch = nextChannel(ch, k, c);
     return v;
   });
@@ -1206,7 +1207,7 @@ void probeTriad(const float* a, const float* b, float* out, std::size_t n, bool 
 }
 
 const KernelTable& simdTable() {
-  static const KernelTable t{V::kName,     V::kStream,    runsMoments,   runsMomentsNormalizing, runSums, runsGradSums, runGradSums, spanNormalize,
+  static const KernelTable t{V::kName,     V::kStream,    W,    runsMoments,   runsMomentsNormalizing, runSums, runsGradSums, runGradSums, spanNormalize,
                              spanGradApply, rowsMoments,   rowsNormalize, rowsGradSums,
                              rowsGradApply, V::fence,     probeRead,     probeCopy,
                              probeTriad};

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -295,6 +296,99 @@ TEST(errors_are_reported_before_any_work) {
   std::vector<float> rm(3), rv(3);
   CHECK(!updateRunningStats(rm.data(), rv.data(), 3, mean.data(), m2.data(), 1, 0.1).ok());
   CHECK(!updateRunningStats(rm.data(), rv.data(), 3, mean.data(), m2.data(), 4, 1.5).ok());
+}
+
+// A float array of n values starting `offset` floats past a cache line, the
+// floats around it set to `fill` (so that writes outside it show).
+class LineOffsetFloats {
+ public:
+  LineOffsetFloats(std::size_t n, std::size_t offset, float fill = 7.0f) : n_(n), storage_(n + 48, fill) {
+    const auto at = reinterpret_cast<std::uintptr_t>(storage_.data());
+    data_ = storage_.data() + ((64 - at % 64) % 64) / sizeof(float) + offset;
+  }
+  float* data() { return data_; }
+  void assign(const std::vector<float>& v) { std::copy(v.begin(), v.end(), data_); }
+  // Whether every float outside the array still holds `fill`.
+  bool untouchedAround(float fill = 7.0f) const {
+    for (std::size_t i = 0; i < storage_.size(); ++i)
+      if ((storage_.data() + i < data_ || storage_.data() + i >= data_ + n_) && storage_[i] != fill) return false;
+    return true;
+  }
+
+ private:
+  std::size_t n_;
+  std::vector<float> storage_;
+  float* data_;
+};
+
+TEST(channels_last_rows_at_every_offset_match_reference) {
+  // Rows of whole vectors whose first float is not vector-aligned are walked
+  // from the first aligned one, the row left over gathered apart (nhwc.cpp).
+  // Every offset within a cache line, x, dy and the outputs sharing it (as
+  // Node's buffers do) or not, in place; rows in several chunks (300 x 512)
+  // and units (17000 x 16), two or three rows, ghost groups, ReLU.
+  struct Case {
+    Shape shape;
+    Layout layout;
+    std::size_t groupSize;
+  };
+  const std::vector<Case> cases = {{{2, 8, 1}, Layout::NCHW, 0},      {{3, 16, 1}, Layout::NCHW, 0},
+                                   {{7, 24, 3}, Layout::NHWC, 2},     {{300, 512, 1}, Layout::NCHW, 0},
+                                   {{5, 64, 41}, Layout::NHWC, 2},    {{9, 136, 7}, Layout::NHWC, 3},
+                                   {{17000, 16, 1}, Layout::NCHW, 0}, {{4, 32, 2}, Layout::NHWC, 2}};
+  testing::forEveryIsaAndThreads([&](const char* isa, std::size_t threads) {
+    for (const Case& k : cases) {
+      const TensorDims d{k.shape.n, k.shape.c, k.shape.spatial, k.layout, k.groupSize};
+      const std::size_t n = d.elements(), gc = d.groups() * d.c;
+      const auto xv = ref::randomFloats(n, d.c + 3, -2, 3), dyv = ref::randomFloats(n, d.n + 5);
+      const auto w = ref::randomFloats(d.c, 3, 0.5f, 1.5f), b = ref::randomFloats(d.c, 4, -0.5f, 0.5f);
+      const ref::Stats st = ref::moments(xv, d);
+      std::vector<double> wantInvstd(gc);
+      for (std::size_t i = 0; i < gc; ++i) wantInvstd[i] = 1 / std::sqrt(st.var[i] + 1e-5);
+      for (bool relu : {false, true}) {
+        const std::vector<double> wantY = ref::forward(xv, d, st.mean, wantInvstd, w.data(), b.data(), relu);
+        const ref::Grads want = ref::backward(dyv, xv, d, st.mean, wantInvstd, w.data(), b.data(), relu, true);
+        double scale = 0;
+        for (double v : want.dx) scale = std::max(scale, std::fabs(v));
+        const std::size_t step = n > 100000 ? 5 : 1;
+        for (std::size_t offset = 0; offset < 16; offset += step)
+          for (bool shared : {true, false}) {
+            const std::string what = describe(d, isa, threads, relu) + " offset=" + std::to_string(offset) +
+                                     (shared ? " shared" : " apart");
+            LineOffsetFloats x(n, offset), dy(n, shared ? offset : (offset + 3) % 16);
+            LineOffsetFloats y(n, shared ? offset : (offset + 5) % 16), dx(n, shared ? offset : (offset + 9) % 16);
+            x.assign(xv), dy.assign(dyv);
+            std::vector<double> mean(gc), invstd(gc);
+            std::vector<float> dw(d.c), db(d.c);
+            CHECK(batchNormTraining(x.data(), y.data(), d, w.data(), b.data(), 1e-5, relu, mean.data(), invstd.data()).ok());
+            if (!testing::allNear(y.data(), wantY, 1e-5, 2e-5, what + " y") || !CHECK(y.untouchedAround())) return;
+            CHECK(batchNormWithStats(x.data(), y.data(), d, mean.data(), invstd.data(), w.data(), b.data(), relu).ok());
+            if (!testing::allNear(y.data(), ref::forward(xv, d, mean, invstd, w.data(), b.data(), relu), 1e-5, 2e-5,
+                                  what + " eval y"))
+              return;
+            CHECK(batchNormBackward(dy.data(), x.data(), dx.data(), d, mean.data(), invstd.data(), w.data(), b.data(),
+                                    relu, true, dw.data(), db.data()).ok());
+            if (!testing::allNear(dx.data(), want.dx, 1e-4, 1e-4 * scale + 1e-6, what + " dx") ||
+                !CHECK(dx.untouchedAround()))
+              return;
+            const double count = double(d.elements() / d.c);
+            if (!allNear(dw, want.dweight, 1e-4, 1e-6 * count, what + " dweight") ||
+                !allNear(db, want.dbias, 1e-4, 1e-6 * count, what + " dbias"))
+              return;
+            if (!shared) continue;
+            // In place: dx over dy, then y over x (the inputs last).
+            CHECK(batchNormBackward(dy.data(), x.data(), dy.data(), d, mean.data(), invstd.data(), w.data(), b.data(),
+                                    relu, true, dw.data(), db.data()).ok());
+            if (!testing::allNear(dy.data(), want.dx, 1e-4, 1e-4 * scale + 1e-6, what + " dx in place")) return;
+            CHECK(batchNormWithStats(x.data(), x.data(), d, mean.data(), invstd.data(), w.data(), b.data(), relu).ok());
+            if (!testing::allNear(x.data(), ref::forward(xv, d, mean, invstd, w.data(), b.data(), relu), 1e-5, 2e-5,
+                                  what + " y in place") ||
+                !CHECK(x.untouchedAround()) || !CHECK(dy.untouchedAround()))
+              return;
+          }
+      }
+    }
+  });
 }
 
 TEST(results_do_not_depend_on_thread_count) {
