@@ -326,7 +326,9 @@ TEST(channels_last_rows_at_every_offset_match_reference) {
   // from the first aligned one, the row left over gathered apart (nhwc.cpp).
   // Every offset within a cache line, x, dy and the outputs sharing it (as
   // Node's buffers do) or not, in place; rows in several chunks (300 x 512)
-  // and units (17000 x 16), two or three rows, ghost groups, ReLU.
+  // and units (17000 x 16), two or three rows, ghost groups (a ragged one),
+  // ReLU; the grad sums walk so from kAlignedSumsMinRows rows, the rest from
+  // kAlignedWalkMinRows.
   struct Case {
     Shape shape;
     Layout layout;
@@ -335,7 +337,8 @@ TEST(channels_last_rows_at_every_offset_match_reference) {
   const std::vector<Case> cases = {{{2, 8, 1}, Layout::NCHW, 0},      {{3, 16, 1}, Layout::NCHW, 0},
                                    {{7, 24, 3}, Layout::NHWC, 2},     {{300, 512, 1}, Layout::NCHW, 0},
                                    {{5, 64, 41}, Layout::NHWC, 2},    {{9, 136, 7}, Layout::NHWC, 3},
-                                   {{17000, 16, 1}, Layout::NCHW, 0}, {{4, 32, 2}, Layout::NHWC, 2}};
+                                   {{17000, 16, 1}, Layout::NCHW, 0}, {{4, 32, 2}, Layout::NHWC, 2},
+                                   {{6, 32, 100}, Layout::NHWC, 2},   {{4, 64, 160}, Layout::NHWC, 3}};
   testing::forEveryIsaAndThreads([&](const char* isa, std::size_t threads) {
     for (const Case& k : cases) {
       const TensorDims d{k.shape.n, k.shape.c, k.shape.spatial, k.layout, k.groupSize};
