@@ -1,5 +1,6 @@
 // The backward, and its two halves used alone by SyncBN and GroupNorm, composed
 // once over each layout's two passes (layout_ops.h: reduceGrads, applyGrads).
+#include <memory>
 #include <vector>
 
 #include "channel_params.h"
@@ -17,7 +18,7 @@ std::vector<GradSums> reduceGrads(const float* dy, const float* x, const TensorD
 }
 
 void applyGrads(const float* dy, const float* x, float* dx, const TensorDims& d, const ForwardParams& p,
-                const std::vector<ChannelGrad>& grad) {
+                const ChannelGrad* grad) {
   if (rowsLayout(d)) nhwc::applyGrads(activeKernels(), dy, x, dx, d, p, grad);
   else nchw::applyGrads(activeKernels(), dy, x, dx, d, p, grad);
 }
@@ -41,12 +42,10 @@ void backwardPasses(const float* dy, const float* x, float* dx, const TensorDims
   const std::vector<GradSums> sums = reduceGrads(dy, x, d, p.fwd);
   reduceAffineGrads(p, d.groups(), d.c, sums);
   if (!dx) return;
-  std::vector<ChannelGrad> grad(sums.size());
-  for (std::size_t g = 0; g < d.groups(); ++g) {
-    const double invCount = 1.0 / double(d.groupSamples(g) * d.spatial);
-    for (std::size_t c = 0; c < d.c; ++c) grad[g * d.c + c] = gradOf(p, g, c, d.c, sums[g * d.c + c], invCount);
-  }
-  applyGrads(dy, x, dx, d, p.fwd, grad);
+  const std::unique_ptr<ChannelGrad[]> grad(new ChannelGrad[sums.size()]);  // every entry written below
+  for (std::size_t g = 0; g < d.groups(); ++g)
+    gradsOf(p, g, 0, d.c, d.c, sums.data(), 1.0 / double(d.groupSamples(g) * d.spatial), grad.get());
+  applyGrads(dy, x, dx, d, p.fwd, grad.get());
 }
 
 void gradSumsPass(const float* dy, const float* x, const TensorDims& d, const double* mean, const double* invstd,
@@ -63,7 +62,7 @@ void gradApplyPass(const float* dy, const float* x, float* dx, const TensorDims&
                    const double* a, const double* b, const double* c) {
   std::vector<ChannelGrad> grad(d.groups() * d.c);
   for (std::size_t i = 0; i < grad.size(); ++i) grad[i] = gradFromCoefficients(a[i], b[i], c[i], mean[i]);
-  applyGrads(dy, x, dx, d, Centered(mean, d).params, grad);
+  applyGrads(dy, x, dx, d, Centered(mean, d).params, grad.data());
 }
 
 }  // namespace rebatch

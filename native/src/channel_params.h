@@ -36,31 +36,53 @@ inline ChannelGrad gradFromCoefficients(double a, double b, double c, double mea
   return {float(a), cb, cc, float(double(cc) - double(cb) * lo)};
 }
 
-// invCount: 1 / the number of values per channel of the group.
-inline ChannelGrad gradOf(const BackwardParams& p, std::size_t group, std::size_t c,
-                          std::size_t channels, const GradSums& s, double invCount) {
-  const std::size_t gc = group * channels + c;
-  const double invstd = p.fwd.invstd[gc];
-  const double a = (p.fwd.weight ? double(p.fwd.weight[c]) : 1.0) * invstd;
-  if (!p.training) return {float(a), 0.0f, 0.0f, 0.0f};
-  const double ac = a * invCount;
-  return gradFromCoefficients(a, -ac * invstd * invstd * s.sumDyXc, -ac * s.sumDy, p.fwd.mean[gc]);
+// The coefficients of channels [c0, c1) of group g into out[g * channels + c]
+// from their sums; invCount: 1 / the number of values per channel of the
+// group. The weight and training tests are template arguments so that the
+// loop vectorizes (512 channels: 0.91 -> 0.73 us).
+template <bool Weighted, bool Training>
+void gradsOfT(const BackwardParams& p, std::size_t g, std::size_t c0, std::size_t c1, std::size_t channels,
+              const GradSums* sums, double invCount, ChannelGrad* out) {
+  const std::size_t o = g * channels;
+  for (std::size_t c = c0; c < c1; ++c) {
+    const double invstd = p.fwd.invstd[o + c];
+    const double a = (Weighted ? double(p.fwd.weight[c]) : 1.0) * invstd;
+    if (!Training) {
+      out[o + c] = {float(a), 0.0f, 0.0f, 0.0f};
+      continue;
+    }
+    const double ac = a * invCount;
+    out[o + c] = gradFromCoefficients(a, -ac * invstd * invstd * sums[o + c].sumDyXc, -ac * sums[o + c].sumDy,
+                                      p.fwd.mean[o + c]);
+  }
+}
+
+inline void gradsOf(const BackwardParams& p, std::size_t g, std::size_t c0, std::size_t c1, std::size_t channels,
+                    const GradSums* sums, double invCount, ChannelGrad* out) {
+  if (p.fwd.weight) {
+    if (p.training) gradsOfT<true, true>(p, g, c0, c1, channels, sums, invCount, out);
+    else gradsOfT<true, false>(p, g, c0, c1, channels, sums, invCount, out);
+  } else {
+    if (p.training) gradsOfT<false, true>(p, g, c0, c1, channels, sums, invCount, out);
+    else gradsOfT<false, false>(p, g, c0, c1, channels, sums, invCount, out);
+  }
 }
 
 // dweight = sum over groups of sum(dy * xhat); dbias = sum of dy; groups
-// added in order so the result does not depend on scheduling.
+// added in order so the result does not depend on scheduling. Channel-wise
+// loops, so that they vectorize (512 channels: 0.45 -> 0.15 us).
 inline void reduceAffineGrads(const BackwardParams& p, std::size_t groups, std::size_t channels,
                               const std::vector<GradSums>& sums) {
-  for (std::size_t c = 0; c < channels; ++c) {
-    double dw = 0, db = 0;
-    for (std::size_t g = 0; g < groups; ++g) {
-      const GradSums& s = sums[g * channels + c];
-      dw += s.sumDyXc * p.fwd.invstd[g * channels + c];
-      db += s.sumDy;
-    }
-    if (p.dweight) p.dweight[c] = float(dw);
-    if (p.dbias) p.dbias[c] = float(db);
+  std::vector<double> dw(channels, 0.0), db(channels, 0.0);
+  for (std::size_t g = 0; g < groups; ++g) {
+    const GradSums* s = &sums[g * channels];
+    const double* invstd = p.fwd.invstd + g * channels;
+    for (std::size_t c = 0; c < channels; ++c) dw[c] += s[c].sumDyXc * invstd[c], db[c] += s[c].sumDy;
   }
+  if (p.dweight)
+    for (std::size_t c = 0; c < channels; ++c) p.dweight[c] = float(dw[c]);
+  if (p.dbias)
+    for (std::size_t c = 0; c < channels; ++c) p.dbias[c] = float(db[c]);
 }
 
 }  // namespace rebatch

@@ -126,7 +126,7 @@ void withStats(const KernelTable& k, const float* x, float* y, const TensorDims&
 std::vector<GradSums> reduceGrads(const KernelTable& k, const float* dy, const float* x, const TensorDims& d,
                                   const ForwardParams& p);
 void applyGrads(const KernelTable& k, const float* dy, const float* x, float* dx, const TensorDims& d,
-                const ForwardParams& p, const std::vector<ChannelGrad>& grad);
+                const ForwardParams& p, const ChannelGrad* grad);
 // The whole backward in stages of a few channels where it pays (true: dx
 // written, sums filled), else nothing (false).
 bool stagedBackward(const KernelTable& k, const float* dy, const float* x, float* dx, const TensorDims& d,
@@ -142,7 +142,7 @@ void withStats(const KernelTable& k, const float* x, float* y, const TensorDims&
 std::vector<GradSums> reduceGrads(const KernelTable& k, const float* dy, const float* x, const TensorDims& d,
                                   const ForwardParams& p);
 void applyGrads(const KernelTable& k, const float* dy, const float* x, float* dx, const TensorDims& d,
-                const ForwardParams& p, const std::vector<ChannelGrad>& grad);
+                const ForwardParams& p, const ChannelGrad* grad);
 }  // namespace nhwc
 
 }  // namespace rebatch

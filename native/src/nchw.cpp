@@ -512,7 +512,7 @@ std::vector<GradSums> reduceGrads(const KernelTable& k, const float* dy, const f
 
 // dx = a * dy + b * (x - mean) + c per (group, channel), in memory order.
 void applyGrads(const KernelTable& k, const float* dy, const float* x, float* dx, const TensorDims& d,
-                const ForwardParams& p, const std::vector<ChannelGrad>& grad) {
+                const ForwardParams& p, const ChannelGrad* grad) {
   const std::vector<ChannelAffine> affine = affineTable(p, d);
   const bool relu = p.relu;
   const bool stream = streamOutput(d.elements() * 3 * sizeof(float), streamMinBytes(true, d.elements()));
@@ -569,7 +569,7 @@ bool stagedBackward(const KernelTable& k, const float* dy, const float* x, float
       },
       [&](std::size_t g, std::size_t c0, std::size_t c1) {
         const double invCount = 1.0 / double(d.groupSamples(g) * d.spatial);
-        for (std::size_t c = c0; c < c1; ++c) grad[g * C + c] = gradOf(p, g, c, C, sums[g * C + c], invCount);
+        gradsOf(p, g, c0, c1, C, sums.data(), invCount, grad.data());
       },
       [&](std::size_t g, std::size_t c0, std::size_t c1, std::size_t n) {
         const std::size_t off = (n * C + c0) * d.spatial;

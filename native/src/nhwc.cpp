@@ -139,7 +139,7 @@ class AffineArrays {
 // The float32 coefficients of dx, periodic (RowsGrad).
 class GradArrays {
  public:
-  GradArrays(const std::vector<ChannelGrad>& grad, const TensorDims& d, const float* x)
+  GradArrays(const ChannelGrad* grad, const TensorDims& d, const float* x)
       : np_(groupFloats(d.c)), arrays_(d.groups() * np_, phaseOf(x)) {
     for (std::size_t g = 0; g < d.groups(); ++g) {
       float *a = at(0, g), *b = at(1, g), *c = at(2, g), *folded = at(3, g);
@@ -319,7 +319,7 @@ std::vector<GradSums> reduceGrads(const KernelTable& k, const float* dy, const f
 
 // dx = a * dy + b * (x - mean) + c per (group, channel), in memory order.
 void applyGrads(const KernelTable& k, const float* dy, const float* x, float* dx, const TensorDims& d,
-                const ForwardParams& p, const std::vector<ChannelGrad>& grad) {
+                const ForwardParams& p, const ChannelGrad* grad) {
   const AffineArrays affine(p, d, x, !p.relu);
   const GradArrays coefficients(grad, d, x);
   const bool stream =
