@@ -328,7 +328,7 @@ TEST(channels_last_rows_at_every_offset_match_reference) {
   // Node's buffers do) or not, in place; rows in several chunks (300 x 512)
   // and units (17000 x 16), two or three rows, ghost groups (a ragged one),
   // ReLU; the grad sums walk so from kAlignedSumsMinRows rows, the rest from
-  // kAlignedWalkMinRows.
+  // kAlignedWalkMinRows; the moments (which walk as they are) at every offset too.
   struct Case {
     Shape shape;
     Layout layout;
@@ -361,8 +361,14 @@ TEST(channels_last_rows_at_every_offset_match_reference) {
             LineOffsetFloats x(n, offset), dy(n, shared ? offset : (offset + 3) % 16);
             LineOffsetFloats y(n, shared ? offset : (offset + 5) % 16), dx(n, shared ? offset : (offset + 9) % 16);
             x.assign(xv), dy.assign(dyv);
-            std::vector<double> mean(gc), invstd(gc);
+            std::vector<double> mean(gc), invstd(gc), m2(gc);
             std::vector<float> dw(d.c), db(d.c);
+            CHECK(channelMoments(x.data(), d, mean.data(), m2.data()).ok());
+            for (std::size_t i = 0; i < gc; ++i) {
+              const double count = double(d.groupSamples(i / d.c) * d.spatial);
+              if (!CHECK_NEAR(mean[i], st.mean[i], 1e-6, 1e-6) || !CHECK_NEAR(m2[i] / count, st.var[i], 1e-5, 1e-7))
+                return check::fail(__FILE__, __LINE__, what + " moments"), void();
+            }
             CHECK(batchNormTraining(x.data(), y.data(), d, w.data(), b.data(), 1e-5, relu, mean.data(), invstd.data()).ok());
             if (!testing::allNear(y.data(), wantY, 1e-5, 2e-5, what + " y") || !CHECK(y.untouchedAround())) return;
             CHECK(batchNormWithStats(x.data(), y.data(), d, mean.data(), invstd.data(), w.data(), b.data(), relu).ok());
