@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "line_floats.h"
 #include "rebatch/moments.h"
 
 namespace rebatch {
@@ -104,17 +105,13 @@ inline Moments fromShifted(double n, float shift, double dsum, double qsum) {
 // call) -- a partly written non-temporal line costs a read-modify-write in
 // memory, and masked stores are slow. At the edges of a thread's channel
 // range the run's exact start (kExactHead) or end (kExactTail) instead.
-constexpr std::size_t kLineFloats = 16;
 constexpr unsigned kExactHead = 1, kExactTail = 2;
 struct RunWindow {
   std::ptrdiff_t begin, end;
 };
 inline RunWindow lineWindow(const float* y, std::size_t runLen, unsigned edges) {
-  const auto intoLine = [](const float* p) {
-    return std::ptrdiff_t(reinterpret_cast<std::uintptr_t>(p) / sizeof(float) % kLineFloats);
-  };
-  return {edges & kExactHead ? 0 : -intoLine(y),
-          std::ptrdiff_t(runLen) - (edges & kExactTail ? 0 : intoLine(y + runLen))};
+  return {edges & kExactHead ? 0 : -std::ptrdiff_t(phaseOf(y)),
+          std::ptrdiff_t(runLen) - (edges & kExactTail ? 0 : std::ptrdiff_t(phaseOf(y + runLen)))};
 }
 
 // Scratch floats per run that runSums and runGradSums need (two vectors of the widest ISA).

@@ -28,6 +28,7 @@
 #include "channel_params.h"
 #include "kernels.h"
 #include "layout_ops.h"
+#include "line_floats.h"
 #include "rebatch/thread_pool.h"
 
 namespace rebatch {
@@ -100,7 +101,8 @@ float firstValuesMean(const float* run, std::size_t len) {
 
 // Scratch of blockMoments, for C channels.
 struct BlockScratch {
-  std::vector<float> shift, lanes;
+  std::vector<float> shift;
+  LineFloats lanes;
   std::vector<double> dsum, qsum;
   explicit BlockScratch(std::size_t c) : shift(c), lanes(kRunSumsScratch * c), dsum(c), qsum(c) {}
 };
@@ -418,7 +420,8 @@ static void stagedTraining(const KernelTable& k, const float* x, float* y, const
   const StagePlan plan(d, G);
   const std::size_t C = d.c;
   std::vector<Moments> total(d.groups() * C), m(d.groups() * C);  // a channel's belong to one item
-  std::vector<BlockScratch> scratch(plan.items(d), BlockScratch(C));
+  std::vector<BlockScratch> scratch;
+  for (std::size_t i = 0; i < plan.items(d); ++i) scratch.emplace_back(C);
   std::vector<ChannelAffine> affine(d.groups() * C);
   stagedPass(
       k, d, plan,
@@ -488,7 +491,7 @@ std::vector<GradSums> reduceGrads(const KernelTable& k, const float* dy, const f
     GradSums* s = &slots[u * d.c];
     const ChannelAffine* a = &affine[units[u].group * d.c];
     if (b.samplesPerBlock > 1) {  // short runs: in memory order, as unitMoments
-      std::vector<float> scratch(kRunSumsScratch * d.c);
+      const LineFloats scratch(kRunSumsScratch * d.c);
       const std::size_t n0 = units[u].n0;
       k.runGradSums(dy + n0 * stride, x + n0 * stride, d.spatial, d.c, units[u].samples, stride, a, relu,
                     scratch.data(), s, {nullptr, nullptr});
@@ -549,7 +552,8 @@ bool stagedBackward(const KernelTable& k, const float* dy, const float* x, float
   const std::size_t C = d.c, stride = C * d.spatial;
   sums.assign(d.groups() * C, GradSums());
   std::vector<GradSums> slots(d.groups() * C);  // a channel's belong to one item
-  std::vector<std::vector<float>> scratch(plan.items(d), std::vector<float>(kRunSumsScratch * C));
+  std::vector<LineFloats> scratch;
+  for (std::size_t i = 0; i < plan.items(d); ++i) scratch.emplace_back(kRunSumsScratch * C);
   std::vector<ChannelGrad> grad(d.groups() * C);
   stagedPass(
       k, d, plan,

@@ -12,6 +12,7 @@
 #include "channel_params.h"
 #include "kernels.h"
 #include "layout_ops.h"
+#include "line_floats.h"
 #include "rebatch/moments.h"
 #include "rebatch/thread_pool.h"
 
@@ -58,34 +59,6 @@ void forEachBlock(const Unit& u, std::size_t block, F&& f) {
 void extendPeriodic(float* a, std::size_t c) {
   for (std::size_t i = c; i < c + kRowsPad; ++i) a[i] = a[i - c];
 }
-
-constexpr std::size_t kLineFloats = 16;  // floats per 64-byte cache line
-
-// Where in its cache line x starts, in floats.
-std::size_t phaseOf(const float* x) {
-  const auto at = reinterpret_cast<std::uintptr_t>(x);
-  return at % sizeof(float) ? 0 : at % (kLineFloats * sizeof(float)) / sizeof(float);
-}
-
-// n floats from one allocation, the first `phase` floats past a cache line:
-// the kernels' scratch (phase 0), and the per-channel arrays at x's phase, so
-// that their vectors are aligned exactly where x's are (see skipToAligned).
-// A split load costs as much from L1 as from memory: with the arrays at
-// another phase than x, walking 64x64x196 rows from an aligned float was 13%
-// slower instead of faster.
-class LineFloats {
- public:
-  explicit LineFloats(std::size_t n, std::size_t phase = 0) : storage_(new float[n + 2 * kLineFloats]) {
-    const auto at = reinterpret_cast<std::uintptr_t>(storage_.get());
-    const std::uintptr_t line = kLineFloats * sizeof(float);
-    data_ = reinterpret_cast<float*>((at + line - 1) / line * line) + phase;
-  }
-  float* data() const { return data_; }
-
- private:
-  std::unique_ptr<float[]> storage_;
-  float* data_;
-};
 
 // K float arrays of at least `length` floats each from one allocation, each
 // at the given phase: an op needs several per-channel arrays, and at a few

@@ -333,10 +333,9 @@ inline void spanRuns(float* out, std::size_t L, std::size_t runs, const P* param
     // read-for-ownership (the staged training forward writes pieces of a
     // few runs at any alignment; streaming every vector there measured 35%
     // slower overall).
-    const auto into = [](const float* p) { return reinterpret_cast<std::uintptr_t>(p) / sizeof(float) % kLineFloats; };
-    const std::size_t head = into(out), mis = head % W;
+    const std::size_t head = phaseOf(out), mis = head % W;
     const std::size_t lineFrom = std::min(total, head ? kLineFloats - head : 0);
-    const std::size_t lineTo = std::max(lineFrom, total - into(out + total));
+    const std::size_t lineTo = std::max(lineFrom, total - phaseOf(out + total));
     if (mis) {
       w.i = W - mis;  // < W <= L: inside run 0
       V::storeN(out, eval(0, w.i, w.q), w.i);
@@ -406,9 +405,9 @@ struct RunWriter {
     x = xr, y = yr;
     const RunWindow w = lineWindow(yr, runLen, edges);
     at = w.begin, end = w.end;
-    linesEnd = end - std::ptrdiff_t(reinterpret_cast<std::uintptr_t>(yr + end) / sizeof(float) % kLineFloats);
+    linesEnd = end - std::ptrdiff_t(phaseOf(yr + end));
     if (edges & kExactHead) {  // the plain head up to the first line boundary
-      const std::size_t into = reinterpret_cast<std::uintptr_t>(yr) / sizeof(float) % kLineFloats;
+      const std::size_t into = phaseOf(yr);
       const std::size_t head = into ? std::min<std::size_t>(kLineFloats - into, std::size_t(end)) : 0;
       storeSpan<false>(yr, head, [&](std::size_t i, std::size_t k) { return value(std::ptrdiff_t(i), k, own); });
       at = std::ptrdiff_t(head);
