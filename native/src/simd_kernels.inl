@@ -895,14 +895,22 @@ bool shiftedMoments(const float* x, std::size_t rows, std::size_t c, float* scra
 
 void rowsMoments(const float* x, std::size_t rows, std::size_t c, float* scratch, double count,
                  double* mean, double* m2) {
-  std::size_t r = 0;
-  if (count == 0) {  // the first rows by strips (the exact two-pass), for the means to shift by
-    r = std::min(kMaxRowBlock, rows);
-    stripBlockMoments(x, r, c, scratch, count, mean, m2);
-    count += double(r);
+  if (count == 0) {
+    // The means to shift by: those of the first rows, from one pass of plain
+    // sums in the shifted pass's order (mean[] is only a hint while count is
+    // 0). The exact two-pass over them by strips, which this replaces, took
+    // 13% of 64x256x14x14 NHWC's moments for 6% of its rows.
+    const std::size_t first = std::min(kMaxRowBlock, rows);
+    float* zero = scratch;
+    float* dsum = scratch + c;
+    float* qsum = scratch + 2 * c;
+    for (std::size_t i = 0; i < c; ++i) zero[i] = 0;
+    if (rowMajor(c)) rowMajorShiftedSums(x, first, c, zero, dsum, qsum);
+    else stripShiftedSums(x, first, c, zero, dsum, qsum);
+    for (std::size_t i = 0; i < c; ++i) mean[i] = double(dsum[i]) / double(first);
   }
-  if (r < rows && shiftedMoments(x + r * c, rows - r, c, scratch, count, mean, m2)) return;
-  for (; r < rows; r += kMaxRowBlock) {
+  if (shiftedMoments(x, rows, c, scratch, count, mean, m2)) return;
+  for (std::size_t r = 0; r < rows; r += kMaxRowBlock) {
     const std::size_t n = std::min(kMaxRowBlock, rows - r);
     stripBlockMoments(x + r * c, n, c, scratch, count, mean, m2);
     count += double(n);
