@@ -185,7 +185,8 @@ struct KernelTable {
   // Moments of a block of at most kRowMomentsBlock rows, merged (Chan) into
   // the running per-channel mean and m2 of `count` earlier rows (start from
   // zeros with count 0): one pass over all the rows shifted by the means so
-  // far, kept when every channel verifies it (shiftIsClose); else, per
+  // far (with count 0, those of the first kMaxRowBlock rows, from a pass of
+  // plain sums), kept when every channel verifies it (shiftIsClose); else, per
   // kMaxRowBlock rows, as runsMoments: shifted by the means so far when
   // verified, or the exact two-pass. scratch: kRowMomentsScratch * c floats.
   void (*rowsMoments)(const float* x, std::size_t rows, std::size_t c, float* scratch,
