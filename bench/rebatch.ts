@@ -31,7 +31,9 @@ export function measureRebatch(c: Case, timeKernel: boolean): RebatchTiming {
   const x = inputX(size), dy = inputDy(size), out = output(size);
   const p = channelParams(C);
   const { weight, bias } = p;
-  const fwd = batchNorm(x, dims, { layout, training: true, weight, bias });
+  // Into `out`: only the statistics are needed (by the backward); a fresh y per
+  // measurement was garbage of up to 51 MB for V8 to collect between timings.
+  const fwd = batchNorm(x, dims, { layout, training: true, weight, bias, out });
   const variance = Float64Array.from(p.variance);
   const calls: Record<Op, () => unknown> = {
     moments: () => moments(x, dims, { layout }),
