@@ -29,6 +29,12 @@ constexpr std::size_t kGradBlock = 1024;
 // time, so what must stay in L1 between the two passes is 64 rows of one
 // strip (8 KiB), whatever C is.
 constexpr std::size_t kMaxRowBlock = 64;
+// Floats per tensor of a channels-last grad-sums call whose data comes from L2
+// (0.5 MiB; with dy, 1 MiB): such calls take no software prefetch (256x512:
+// 12 -> 16 us with it), and nhwc.cpp walks them from a vector-aligned float
+// (larger units, streamed from L3 and memory, were 3-6% slower so: a split
+// line costs little next to a miss, the left-over row's gather does not).
+constexpr std::size_t kGradSumsL2Floats = std::size_t(1) << 17;
 // Rows per block of the NHWC moments: the kernels flush their float32 lanes
 // every kMaxRowBlock rows, and the per-block costs (the shift check and the
 // merge, per channel) are spread over more rows -- 64-row blocks measured

@@ -149,7 +149,8 @@ class GradArrays {
 // (512 channels, one thread, Node's offset): the elementwise passes gain from
 // 8 rows (eval of 8 x 512 6% faster, of 32 x 512 25%); the grad sums, whose
 // left-over row is a kernel call of its own with a flush of every channel,
-// lose 0.4 us from 2 to 32 rows, break even at 128 and gain 3 us at 256.
+// lose 0.4 us from 2 to 32 rows, break even at 128 and gain 3 us at 256
+// (and only in units from L2: kGradSumsL2Floats).
 constexpr std::size_t kAlignedWalkMinRows = 8;
 constexpr std::size_t kAlignedSumsMinRows = 128;
 
@@ -188,15 +189,23 @@ void scatterLeftOver(const float* row, std::size_t n, std::size_t c, std::size_t
   std::copy(row + (c - skip), row + c, rows);
 }
 
+// Whether an elementwise pass of `bytesTouched` walks its rows from an aligned
+// float: not when its stores stream (storeSpan already walks from the
+// output's first aligned float, and the left-over row's plain stores into
+// streamed lines made dx of 64x256x14x14 NHWC 9% slower), nor from 16 MiB
+// touched, where the data comes from memory or a crowded L3 and a split line
+// costs little next to a miss (8x32x112x112 NHWC eval 3-5% slower so; 6 MB
+// tensors' eval 25% faster, 2.4 MB 0-8%, 256x512 27%).
+constexpr std::size_t kAlignedWalkMaxBytes = std::size_t(16) << 20;
+bool walkFromAligned(bool stream, std::size_t bytesTouched) { return !stream && bytesTouched < kAlignedWalkMaxBytes; }
+
 // An elementwise pass over n rows of c floats: run(in, out, rows, skip) with
-// `in` the N inputs' pointers at out's offsets (x last), walked as above --
-// unless its stores stream: those walk from the output's first aligned float
-// already (storeSpan), and the left-over row's plain stores into streamed
-// lines made dx of 64x256x14x14 NHWC 9% slower.
+// `in` the N inputs' pointers at out's offsets (x last), walked as above when
+// `aligned` (walkFromAligned).
 template <std::size_t N, class Run>
 void elementwiseRows(const KernelTable& k, std::array<const float*, N> in, float* out, std::size_t n,
-                     std::size_t c, bool stream, Run&& run) {
-  const std::size_t skip = stream ? 0 : skipToAligned(k, in[N - 1], n, c, kAlignedWalkMinRows);
+                     std::size_t c, bool aligned, Run&& run) {
+  const std::size_t skip = aligned ? skipToAligned(k, in[N - 1], n, c, kAlignedWalkMinRows) : 0;
   if (!skip) return run(in, out, n, 0);
   std::array<const float*, N> shifted;
   for (std::size_t i = 0; i < N; ++i) shifted[i] = in[i] + skip;
@@ -237,12 +246,13 @@ void moments(const KernelTable& k, const float* x, const TensorDims& d, double* 
 void withStats(const KernelTable& k, const float* x, float* y, const TensorDims& d, ForwardParams p) {
   const AffineArrays affine(p, d, x);
   const std::vector<Unit> chunks = chunksOf(d);
-  const bool stream =
-      streamOutput(d.elements() * 2 * sizeof(float), streamMinBytes(d.c > kPairRowFloats, d.elements()));
+  const std::size_t touched = d.elements() * 2 * sizeof(float);
+  const bool stream = streamOutput(touched, streamMinBytes(d.c > kPairRowFloats, d.elements()));
+  const bool aligned = walkFromAligned(stream, touched);
   forEachUnit(d.elements(), kParallelMinElementwise, chunks.size(), [&](std::size_t i) {
     const Unit& t = chunks[i];
     const std::size_t at = t.firstRow * d.c;
-    elementwiseRows<1>(k, {x + at}, y + at, t.rows, d.c, stream, [&](auto in, float* out, std::size_t rows, std::size_t skip) {
+    elementwiseRows<1>(k, {x + at}, y + at, t.rows, d.c, aligned, [&](auto in, float* out, std::size_t rows, std::size_t skip) {
       k.rowsNormalize(in[0], out, rows, d.c, affine.group(t.group, skip), p.relu, stream);
     });
     if (stream) k.fence();
@@ -262,7 +272,7 @@ std::vector<GradSums> reduceGrads(const KernelTable& k, const float* dy, const f
     const Unit& t = units[u];
     const std::size_t at = t.firstRow * C;
     double *sumDy = &unitDy[u * C], *sumDyXc = &unitDyXc[u * C];
-    const std::size_t skip = skipToAligned(k, x + at, t.rows, C, kAlignedSumsMinRows);
+    const std::size_t skip = t.rows * C <= kGradSumsL2Floats ? skipToAligned(k, x + at, t.rows, C, kAlignedSumsMinRows) : 0;
     if (!skip) {
       k.rowsGradSums(dy + at, x + at, t.rows, C, affine.group(t.group), relu, scratch.data(), sumDy, sumDyXc);
       return;
@@ -295,13 +305,14 @@ void applyGrads(const KernelTable& k, const float* dy, const float* x, float* dx
                 const ForwardParams& p, const ChannelGrad* grad) {
   const AffineArrays affine(p, d, x, !p.relu);
   const GradArrays coefficients(grad, d, x);
-  const bool stream =
-      streamOutput(d.elements() * 3 * sizeof(float), streamMinBytes(d.c > kPairRowFloats, d.elements()));
+  const std::size_t touched = d.elements() * 3 * sizeof(float);
+  const bool stream = streamOutput(touched, streamMinBytes(d.c > kPairRowFloats, d.elements()));
+  const bool aligned = walkFromAligned(stream, touched);
   const std::vector<Unit> chunks = chunksOf(d);
   forEachUnit(d.elements(), kParallelMinElementwise, chunks.size(), [&](std::size_t i) {
     const Unit& t = chunks[i];
     const std::size_t at = t.firstRow * d.c;
-    elementwiseRows<2>(k, {dy + at, x + at}, dx + at, t.rows, d.c, stream,
+    elementwiseRows<2>(k, {dy + at, x + at}, dx + at, t.rows, d.c, aligned,
                        [&](auto in, float* out, std::size_t rows, std::size_t skip) {
                          k.rowsGradApply(in[0], in[1], out, rows, d.c, affine.group(t.group, skip),
                                          coefficients.group(t.group, skip), p.relu, stream);

@@ -1053,14 +1053,11 @@ void stripGradSums(const float* dy, const float* x, std::size_t rows, std::size_
 }
 
 
-// How far ahead (bytes) the row-major grad sums ask for their rows, and from
-// how many floats per call: measured on the project's machine at
+// How far ahead (bytes) the row-major grad sums ask for their rows, for calls
+// larger than kGradSumsL2Floats: measured on the project's machine at
 // 64x256x14x14 (12.8 MB tensors, L3) sums 0.54 -> 0.33 ms with 8 KiB (4 KiB
-// 0.37, 16 KiB 0.43), 32x64x56x56 1.7 -> 1.0 ms; but 256x512 (L2-resident)
-// 12 -> 16 us, hence only for calls of more than 0.5 MiB (the units of
-// 64x256x14x14 are 1 MiB, less one row when walked from an aligned float).
+// 0.37, 16 KiB 0.43), 32x64x56x56 1.7 -> 1.0 ms.
 constexpr std::size_t kGradSumsAheadBytes = 8192;
-constexpr std::size_t kGradSumsPrefetchMinFloats = (std::size_t(1) << 17) + 1;
 
 template <bool Relu>
 void rowsGradSumsRowMajor(const float* dy, const float* x, std::size_t rows, std::size_t c, const RowsAffine& p,
@@ -1075,7 +1072,7 @@ void rowsGradSumsRowMajor(const float* dy, const float* x, std::size_t rows, std
                 : V::load(dy + o);
   };
   const std::size_t ahead = std::max<std::size_t>(4, kGradSumsAheadBytes / (c * sizeof(float)));  // rows
-  const bool prefetch = rows * c >= kGradSumsPrefetchMinFloats;
+  const bool prefetch = rows * c > kGradSumsL2Floats;
   for (std::size_t r0 = 0; r0 < rows; r0 += kMaxRowBlock) {  // float32 lanes over at most kMaxRowBlock rows
     const std::size_t r1 = std::min(rows, r0 + kMaxRowBlock);
     for (std::size_t i = 0; i < 2 * c; ++i) scratch[i] = 0;

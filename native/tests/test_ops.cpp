@@ -326,7 +326,8 @@ TEST(channels_last_rows_at_every_offset_match_reference) {
   // from the first aligned one, the row left over gathered apart (nhwc.cpp).
   // Every offset within a cache line, x, dy and the outputs sharing it (as
   // Node's buffers do) or not, in place; rows in several chunks (300 x 512)
-  // and units (17000 x 16), two or three rows, ghost groups (a ragged one),
+  // and units (17000 x 16), one unit from L2 (200 x 512), two or three rows,
+  // ghost groups (a ragged one),
   // ReLU; the grad sums walk so from kAlignedSumsMinRows rows, the rest from
   // kAlignedWalkMinRows; the moments (which walk as they are) at every offset too.
   struct Case {
@@ -338,7 +339,8 @@ TEST(channels_last_rows_at_every_offset_match_reference) {
                                    {{7, 24, 3}, Layout::NHWC, 2},     {{300, 512, 1}, Layout::NCHW, 0},
                                    {{5, 64, 41}, Layout::NHWC, 2},    {{9, 136, 7}, Layout::NHWC, 3},
                                    {{17000, 16, 1}, Layout::NCHW, 0}, {{4, 32, 2}, Layout::NHWC, 2},
-                                   {{6, 32, 100}, Layout::NHWC, 2},   {{4, 64, 160}, Layout::NHWC, 3}};
+                                   {{6, 32, 100}, Layout::NHWC, 2},   {{4, 64, 160}, Layout::NHWC, 3},
+                                   {{200, 512, 1}, Layout::NCHW, 0}};
   testing::forEveryIsaAndThreads([&](const char* isa, std::size_t threads) {
     for (const Case& k : cases) {
       const TensorDims d{k.shape.n, k.shape.c, k.shape.spatial, k.layout, k.groupSize};
