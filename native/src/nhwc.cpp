@@ -55,82 +55,83 @@ void forEachBlock(const Unit& u, std::size_t block, F&& f) {
   for (std::size_t r = 0; r < u.rows; r += block) f(u.firstRow + r, std::min(block, u.rows - r));
 }
 
-// Extends a[0, c) with period c over c + kRowsPad entries.
-void extendPeriodic(float* a, std::size_t c) {
-  for (std::size_t i = c; i < c + kRowsPad; ++i) a[i] = a[i - c];
-}
-
-// K float arrays of at least `length` floats each from one allocation, each
-// at the given phase: an op needs several per-channel arrays, and at a few
-// hundred channels their mallocs and frees (and zeroing: the owner writes
-// every entry) were a measurable part of a small tensor's call. at(i) is array i.
-template <std::size_t K>
-class FloatArrays {
- public:
-  FloatArrays(std::size_t length, std::size_t phase)
-      : length_((length + kLineFloats - 1) / kLineFloats * kLineFloats), storage_(K * length_, phase) {}
-  float* at(std::size_t i) const { return storage_.data() + i * length_; }
-
- private:
-  std::size_t length_;
-  LineFloats storage_;
-};
-
 // Floats per group in the per-channel arrays: c + kRowsPad, in whole lines so
 // that every group's arrays are at the same phase.
 std::size_t groupFloats(std::size_t c) { return (c + kRowsPad + kLineFloats - 1) / kLineFloats * kLineFloats; }
 
-// Float32 per-(group, channel) affine arrays for the row kernels, periodic
-// (RowsAffine). The backward without the fused ReLU needs only the means
-// (centered): its scale and shift arrays are zeros, and the per-channel
-// float64 work of the rest is skipped (2x512 backward 4.1 -> 3.7 us).
+// K per-(group, channel) float arrays for the row kernels, periodic
+// (kernels.h) and at x's phase within a line (line_floats.h), from one
+// allocation: at a few hundred channels the mallocs and frees of separate
+// arrays (and zeroing: the owner writes every entry) were a measurable part
+// of a small tensor's call.
+template <std::size_t K>
+class PeriodicArrays {
+ public:
+  PeriodicArrays(const TensorDims& d, const float* x)
+      : c_(d.c), np_(groupFloats(d.c)), length_(d.groups() * np_), storage_(K * length_, phaseOf(x)) {}
+  // Array i of group g, from channel `skip` on: the arrays of rows whose channel order starts there.
+  float* at(std::size_t i, std::size_t g, std::size_t skip = 0) const {
+    return storage_.data() + i * length_ + g * np_ + skip;
+  }
+  // Repeats group g's c values of every array over its padding.
+  void extend(std::size_t g) const {
+    for (std::size_t i = 0; i < K; ++i) {
+      float* a = at(i, g);
+      for (std::size_t j = c_; j < c_ + kRowsPad; ++j) a[j] = a[j - c_];
+    }
+  }
+
+ private:
+  std::size_t c_, np_, length_;
+  LineFloats storage_;
+};
+
+// The float32 affine arrays (RowsAffine). The backward without the fused ReLU
+// needs only the means (centered): its scale and shift arrays are zeros, and
+// the per-channel float64 work of the rest is skipped (2x512 backward 4.1 ->
+// 3.7 us).
 class AffineArrays {
  public:
-  AffineArrays(const ForwardParams& p, const TensorDims& d, const float* x, bool centered = false)
-      : np_(groupFloats(d.c)), arrays_(d.groups() * np_, phaseOf(x)) {
-    const std::size_t c = d.c;
+  AffineArrays(const ForwardParams& p, const TensorDims& d, const float* x, bool centered = false) : arrays_(d, x) {
     for (std::size_t g = 0; g < d.groups(); ++g) {
-      float *hi = at(0, g), *lo = at(1, g), *scale = at(2, g), *shift = at(3, g), *folded = at(4, g);
-      for (std::size_t ch = 0; ch < c; ++ch) {
-        const ChannelAffine a = centered ? centerOf(p.mean, g, ch, c) : affineOf(p, g, ch, c);
+      float *hi = arrays_.at(0, g), *lo = arrays_.at(1, g), *scale = arrays_.at(2, g), *shift = arrays_.at(3, g);
+      float* folded = arrays_.at(4, g);
+      for (std::size_t ch = 0; ch < d.c; ++ch) {
+        const ChannelAffine a = centered ? centerOf(p.mean, g, ch, d.c) : affineOf(p, g, ch, d.c);
         hi[ch] = a.meanHi, lo[ch] = a.meanLo, scale[ch] = a.scale, shift[ch] = a.shift, folded[ch] = a.foldedShift;
       }
-      for (std::size_t i = 0; i < 5; ++i) extendPeriodic(at(i, g), c);
+      arrays_.extend(g);
     }
   }
   // Group g's arrays for rows whose channel order starts at `skip`.
   RowsAffine group(std::size_t g, std::size_t skip = 0) const {
-    return {at(0, g) + skip, at(1, g) + skip, at(2, g) + skip, at(3, g) + skip, at(4, g) + skip};
+    return {arrays_.at(0, g, skip), arrays_.at(1, g, skip), arrays_.at(2, g, skip), arrays_.at(3, g, skip),
+            arrays_.at(4, g, skip)};
   }
 
  private:
-  float* at(std::size_t array, std::size_t g) const { return arrays_.at(array) + g * np_; }
-  std::size_t np_;
-  FloatArrays<5> arrays_;
+  PeriodicArrays<5> arrays_;
 };
 
-// The float32 coefficients of dx, periodic (RowsGrad).
+// The float32 coefficients of dx (RowsGrad).
 class GradArrays {
  public:
-  GradArrays(const ChannelGrad* grad, const TensorDims& d, const float* x)
-      : np_(groupFloats(d.c)), arrays_(d.groups() * np_, phaseOf(x)) {
+  GradArrays(const ChannelGrad* grad, const TensorDims& d, const float* x) : arrays_(d, x) {
     for (std::size_t g = 0; g < d.groups(); ++g) {
-      float *a = at(0, g), *b = at(1, g), *c = at(2, g), *folded = at(3, g);
+      float *a = arrays_.at(0, g), *b = arrays_.at(1, g), *c = arrays_.at(2, g), *folded = arrays_.at(3, g);
       for (std::size_t ch = 0; ch < d.c; ++ch) {
         const ChannelGrad& q = grad[g * d.c + ch];
         a[ch] = q.a, b[ch] = q.b, c[ch] = q.c, folded[ch] = q.foldedC;
       }
-      for (std::size_t i = 0; i < 4; ++i) extendPeriodic(at(i, g), d.c);
+      arrays_.extend(g);
     }
   }
   RowsGrad group(std::size_t g, std::size_t skip = 0) const {
-    return {at(0, g) + skip, at(1, g) + skip, at(2, g) + skip, at(3, g) + skip};
+    return {arrays_.at(0, g, skip), arrays_.at(1, g, skip), arrays_.at(2, g, skip), arrays_.at(3, g, skip)};
   }
 
  private:
-  float* at(std::size_t array, std::size_t g) const { return arrays_.at(array) + g * np_; }
-  std::size_t np_;
-  FloatArrays<4> arrays_;
+  PeriodicArrays<4> arrays_;
 };
 
 // --- Rows walked from an aligned float ---
