@@ -284,10 +284,11 @@ inline void storeSpan(float* out, std::size_t len, F&& f) {
 
 // Writes a span of `runs` whole runs of L floats, run r using
 // make(params[(c0 + r) % c]): eval(i, k, q) is the vector of k <= W floats at
-// offset i computed with run parameters q. Vectors are placed from the span's
-// start (or, when streaming, from the first W-aligned output address), so one
-// may straddle two runs: its lanes are taken from each run's result
-// (selectFirst). Needs L >= W.
+// offset i computed with run parameters q. Vectors are placed from the first
+// W-aligned output address (Node's buffers start 16 bytes into a line: placed
+// from the span's start, every other vector split a line; 16x16x8x8 NCHW eval
+// and backward 12% faster so), so one may straddle two runs: its lanes are
+// taken from each run's result (selectFirst). Needs L >= W.
 template <class Make, class Eval>
 struct RunsWalk {
   float* out;
@@ -327,19 +328,19 @@ inline void spanRuns(float* out, std::size_t L, std::size_t runs, const P* param
   (void)params;
   const std::size_t total = L * runs;
   RunsWalk<Make, Eval> w{out, L, runs, c, make, eval, 0, 0, c0, make(c0)};
+  const std::size_t head = phaseOf(out), mis = head % W;
+  if (mis && total >= W) {  // vectors from the first aligned output float on (a masked store before)
+    w.i = W - mis;  // < W <= L: inside run 0
+    V::storeN(out, eval(0, w.i, w.q), w.i);
+  }
   if (Stream && V::kStream) {
     // Only whole cache lines are streamed: a partly written line goes to
     // memory as a partial write, far slower than a plain store's
     // read-for-ownership (the staged training forward writes pieces of a
     // few runs at any alignment; streaming every vector there measured 35%
     // slower overall).
-    const std::size_t head = phaseOf(out), mis = head % W;
     const std::size_t lineFrom = std::min(total, head ? kLineFloats - head : 0);
     const std::size_t lineTo = std::max(lineFrom, total - phaseOf(out + total));
-    if (mis) {
-      w.i = W - mis;  // < W <= L: inside run 0
-      V::storeN(out, eval(0, w.i, w.q), w.i);
-    }
     w.template to<false>(lineFrom);
     w.template to<true>(lineTo);
   }

@@ -321,9 +321,11 @@ class LineOffsetFloats {
   float* data_;
 };
 
-TEST(channels_last_rows_at_every_offset_match_reference) {
+TEST(tensors_at_every_offset_match_reference) {
   // Rows of whole vectors whose first float is not vector-aligned are walked
-  // from the first aligned one, the row left over gathered apart (nhwc.cpp).
+  // from the first aligned one, the row left over gathered apart (nhwc.cpp);
+  // NCHW spans place their vectors from the output's first aligned float
+  // (spanRuns), so that runs straddle vectors (the last three cases).
   // Every offset within a cache line, x, dy and the outputs sharing it (as
   // Node's buffers do) or not, in place; rows in several chunks (300 x 512)
   // and units (17000 x 16), one unit from L2 (200 x 512), two or three rows,
@@ -340,7 +342,8 @@ TEST(channels_last_rows_at_every_offset_match_reference) {
                                    {{5, 64, 41}, Layout::NHWC, 2},    {{9, 136, 7}, Layout::NHWC, 3},
                                    {{17000, 16, 1}, Layout::NCHW, 0}, {{4, 32, 2}, Layout::NHWC, 2},
                                    {{6, 32, 100}, Layout::NHWC, 2},   {{4, 64, 160}, Layout::NHWC, 3},
-                                   {{200, 512, 1}, Layout::NCHW, 0}};
+                                   {{200, 512, 1}, Layout::NCHW, 0},  {{16, 16, 64}, Layout::NCHW, 0},
+                                   {{3, 5, 37}, Layout::NCHW, 0},     {{6, 8, 200}, Layout::NCHW, 2}};
   testing::forEveryIsaAndThreads([&](const char* isa, std::size_t threads) {
     for (const Case& k : cases) {
       const TensorDims d{k.shape.n, k.shape.c, k.shape.spatial, k.layout, k.groupSize};
