@@ -26,8 +26,6 @@ inline ChannelAffine centerOf(const double* mean, std::size_t group, std::size_t
   return {hi, float(m - double(hi)), 0.0f, 0.0f, 0.0f};
 }
 
-// dx = a * dy + b * (x - mean) + c (foldedC: see ChannelGrad). In training the batch statistics depend on
-// x: dx = w * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)).
 // dx = a * dy + b * (x - mean) + c for a channel whose mean is `mean`, with
 // foldedC = c - b * meanLo for the SIMD kernels (meanLo as in affineOf).
 inline ChannelGrad gradFromCoefficients(double a, double b, double c, double mean) {
@@ -38,8 +36,10 @@ inline ChannelGrad gradFromCoefficients(double a, double b, double c, double mea
 
 // The coefficients of channels [c0, c1) of group g into out[g * channels + c]
 // from their sums; invCount: 1 / the number of values per channel of the
-// group. The weight and training tests are template arguments so that the
-// loop vectorizes (512 channels: 0.91 -> 0.73 us).
+// group. In training the batch statistics depend on x: dx = w * invstd * (dy -
+// mean(dy) - xhat * mean(dy * xhat)); else dx = w * invstd * dy. The weight and
+// training tests are template arguments so that the loop vectorizes (with
+// the output no longer zeroed first, 2x512 backward 3.5 -> 2.5 us).
 template <bool Weighted, bool Training>
 void gradsOfT(const BackwardParams& p, std::size_t g, std::size_t c0, std::size_t c1, std::size_t channels,
               const GradSums* sums, double invCount, ChannelGrad* out) {
