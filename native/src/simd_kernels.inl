@@ -866,6 +866,13 @@ void stripShiftedSums(const float* x, std::size_t rows, std::size_t c, const flo
   if (ch < c) stripSums<1, 1, true>(x, rows, c, ch, c - ch, shift, dsum, qsum);
 }
 
+// The one-pass shifted sums of at most kMaxRowBlock rows: in memory order for
+// wide rows, else strip by strip.
+void rowsShiftedSums(const float* x, std::size_t rows, std::size_t c, const float* shift, float* dsum, float* qsum) {
+  if (rowMajor(c)) rowMajorShiftedSums(x, rows, c, shift, dsum, qsum);
+  else stripShiftedSums(x, rows, c, shift, dsum, qsum);
+}
+
 // Rows with moments so far: one pass shifted by the means so far (in memory
 // order for wide rows, else strip by strip), float32 lanes flushed to float64
 // every kMaxRowBlock rows, kept when every channel passes shiftIsClose over
@@ -880,11 +887,9 @@ bool shiftedMoments(const float* x, std::size_t rows, std::size_t c, float* scra
   double* dsumD = reinterpret_cast<double*>(scratch + 4 * c);  // 16c bytes in: as aligned as scratch
   double* qsumD = dsumD + c;
   for (std::size_t i = 0; i < c; ++i) hint[i] = float(mean[i]), dsumD[i] = qsumD[i] = 0;
-  const bool memoryOrder = rowMajor(c);
   for (std::size_t r = 0; r < rows; r += kMaxRowBlock) {
     const std::size_t n = std::min(kMaxRowBlock, rows - r);
-    if (memoryOrder) rowMajorShiftedSums(x + r * c, n, c, hint, dsum, qsum);
-    else stripShiftedSums(x + r * c, n, c, hint, dsum, qsum);
+    rowsShiftedSums(x + r * c, n, c, hint, dsum, qsum);
     for (std::size_t i = 0; i < c; ++i) dsumD[i] += dsum[i], qsumD[i] += qsum[i];
   }
   const double nb = double(rows);
@@ -906,8 +911,7 @@ void rowsMoments(const float* x, std::size_t rows, std::size_t c, float* scratch
     float* dsum = scratch + c;
     float* qsum = scratch + 2 * c;
     for (std::size_t i = 0; i < c; ++i) zero[i] = 0;
-    if (rowMajor(c)) rowMajorShiftedSums(x, first, c, zero, dsum, qsum);
-    else stripShiftedSums(x, first, c, zero, dsum, qsum);
+    rowsShiftedSums(x, first, c, zero, dsum, qsum);
     for (std::size_t i = 0; i < c; ++i) mean[i] = double(dsum[i]) / double(first);
   }
   if (shiftedMoments(x, rows, c, scratch, count, mean, m2)) return;
@@ -980,17 +984,12 @@ inline bool narrowRowWalk(float* out, std::size_t rows, std::size_t c, Make&& ma
 
 template <bool Relu, bool Stream>
 void rowsNormalizeT(const float* x, float* y, std::size_t rows, std::size_t c, const RowsAffine& p) {
-  if (!Stream &&
-      narrowRowWalk(
-          y, rows, c, [&](std::size_t ch) { return AffineV{V::load(p.meanHi + ch), V::load(p.scale + ch), V::load(p.foldedShift + ch)}; },
-          [&](std::size_t o, const AffineV& q) { return affine<Relu>(V::load(x + o), q.hi, q.s, q.b); }))
-    return;
-  if (!Stream && c % W == 0 && c <= kPairRowFloats) {
-    twoRowWalk(
-        y, rows, c, [&](std::size_t ch) { return AffineV{V::load(p.meanHi + ch), V::load(p.scale + ch), V::load(p.foldedShift + ch)}; },
-        [&](std::size_t o, const AffineV& q) { return affine<Relu>(V::load(x + o), q.hi, q.s, q.b); });
-    return;
-  }
+  const auto params = [&](std::size_t ch) {
+    return AffineV{V::load(p.meanHi + ch), V::load(p.scale + ch), V::load(p.foldedShift + ch)};
+  };
+  const auto out = [&](std::size_t o, const AffineV& q) { return affine<Relu>(V::load(x + o), q.hi, q.s, q.b); };
+  if (!Stream && narrowRowWalk(y, rows, c, params, out)) return;
+  if (!Stream && c % W == 0 && c <= kPairRowFloats) return twoRowWalk(y, rows, c, params, out);
   std::size_t ch = 0;
   storeSpan<Stream>(y, rows * c, [&](std::size_t i, std::size_t k) {
     const T v = affine<Relu>(loadK(x + i, k), V::load(p.meanHi + ch), V::load(p.scale + ch), V::load(p.foldedShift + ch));
@@ -1133,31 +1132,16 @@ void rowsGradSums(const float* dy, const float* x, std::size_t rows, std::size_t
 template <bool Relu, bool Stream>
 void rowsGradApplyT(const float* dy, const float* x, float* dx, std::size_t rows, std::size_t c,
                     const RowsAffine& p, const RowsGrad& g) {
-  if (!Stream &&
-      narrowRowWalk(
-          dx, rows, c,
-          [&](std::size_t ch) {
-            return GradV{V::load(p.meanHi + ch), Relu ? V::load(p.scale + ch) : V::zero(),
-                         Relu ? V::load(p.foldedShift + ch) : V::zero(), V::load(g.a + ch), V::load(g.b + ch),
-                         V::load(g.foldedC + ch)};
-          },
-          [&](std::size_t o, const GradV& q) {
-            return gradOut<Relu>(V::load(dy + o), V::load(x + o), q.hi, q.s, q.b, q.ga, q.gb, q.gc);
-          }))
-    return;
-  if (!Stream && c % W == 0) {  // every width: see twoRowWalk
-    twoRowWalk(
-        dx, rows, c,
-        [&](std::size_t ch) {
-          return GradV{V::load(p.meanHi + ch), Relu ? V::load(p.scale + ch) : V::zero(),
-                       Relu ? V::load(p.foldedShift + ch) : V::zero(), V::load(g.a + ch), V::load(g.b + ch),
-                       V::load(g.foldedC + ch)};
-        },
-        [&](std::size_t o, const GradV& q) {
-          return gradOut<Relu>(V::load(dy + o), V::load(x + o), q.hi, q.s, q.b, q.ga, q.gb, q.gc);
-        });
-    return;
-  }
+  const auto params = [&](std::size_t ch) {
+    return GradV{V::load(p.meanHi + ch), Relu ? V::load(p.scale + ch) : V::zero(),
+                 Relu ? V::load(p.foldedShift + ch) : V::zero(), V::load(g.a + ch), V::load(g.b + ch),
+                 V::load(g.foldedC + ch)};
+  };
+  const auto out = [&](std::size_t o, const GradV& q) {
+    return gradOut<Relu>(V::load(dy + o), V::load(x + o), q.hi, q.s, q.b, q.ga, q.gb, q.gc);
+  };
+  if (!Stream && narrowRowWalk(dx, rows, c, params, out)) return;
+  if (!Stream && c % W == 0) return twoRowWalk(dx, rows, c, params, out);  // every width: see twoRowWalk
   std::size_t ch = 0;
   storeSpan<Stream>(dx, rows * c, [&](std::size_t i, std::size_t k) {
     const T v = gradOut<Relu>(loadK(dy + i, k), loadK(x + i, k), V::load(p.meanHi + ch),
