@@ -19,7 +19,7 @@ export interface RebatchTiming {
 const NATIVE_NAME: Record<Op, Parameters<typeof native.kernelTimes>[0]> = {
   moments: 'moments',
   'forward-train': 'batchNormTraining',
-  'forward-eval': 'batchNormWithStats',
+  'forward-eval': 'batchNormWithVariance',
   'backward-train': 'batchNormBackward',
 };
 
@@ -47,11 +47,10 @@ export function measureRebatch(c: Case, timeKernel: boolean): RebatchTiming {
   // The same computation without the JavaScript layer: the op's native arguments, run repeatedly.
   const nd = { n: c.shape[0], c: C, spatial: size / (c.shape[0] * C), layout: layout === 'NCHW' ? 0 : 1, groupSize: 0 };
   const f64 = () => new Float64Array(C);
-  const invstd = Float64Array.from(p.variance, (v) => 1 / Math.sqrt(v + 1e-5));
   const args: Record<Op, unknown[]> = {
     moments: [x, nd, f64(), f64()],
     'forward-train': [x, out, nd, weight, bias, 1e-5, false, f64(), f64()],
-    'forward-eval': [x, out, nd, Float64Array.from(p.mean), invstd, weight, bias, false],
+    'forward-eval': [x, out, nd, Float64Array.from(p.mean), variance, 1e-5, weight, bias, false, f64()],
     'backward-train': [dy, x, out, nd, fwd.mean, fwd.invstd, weight, bias, false, true, new Float32Array(C), new Float32Array(C)],
   };
   const reps = Math.max(5, Math.min(2000, Math.round((c.budget * 1e3) / Math.max(t.medianMs, 1e-3))));

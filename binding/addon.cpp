@@ -75,6 +75,32 @@ struct WithStatsOp : Op {
   Status run() override { return rebatch::batchNormWithStats(x, y, d, mean, invstd, weight, bias, relu); }
 };
 
+struct WithVarianceOp : Op {
+  const float *x, *weight, *bias;
+  float* y;
+  TensorDims d;
+  const double *mean, *variance;
+  double eps;
+  bool relu;
+  double* invstd;
+  template <class A>  // Napi::CallbackInfo, or ArrayArgs
+  explicit WithVarianceOp(const A& info) {
+    d = dimsArg(info[2]);
+    input(info[0], "x", d.elements(), &x);
+    output(info[1], "out", d.elements(), &y);
+    input(info[3], "mean", d.groups() * d.c, &mean);
+    input(info[4], "variance", d.groups() * d.c, &variance);
+    eps = numberArg(info[5], "eps");
+    input(info[6], "weight", d.c, &weight, true);
+    input(info[7], "bias", d.c, &bias, true);
+    relu = boolArg(info[8], "relu");
+    output(info[9], "invstd", d.groups() * d.c, &invstd);
+  }
+  Status run() override {
+    return rebatch::batchNormWithVariance(x, y, d, mean, variance, eps, weight, bias, relu, invstd);
+  }
+};
+
 struct BackwardOp : Op {
   const float *dy, *x, *weight, *bias;
   float *dx, *dweight, *dbias;
@@ -228,6 +254,7 @@ Napi::Value KernelTimes(const Napi::CallbackInfo& info) {
   if (name == "moments") return timeOp<MomentsOp>(info.Env(), args, reps);
   if (name == "batchNormTraining") return timeOp<TrainingOp>(info.Env(), args, reps);
   if (name == "batchNormWithStats") return timeOp<WithStatsOp>(info.Env(), args, reps);
+  if (name == "batchNormWithVariance") return timeOp<WithVarianceOp>(info.Env(), args, reps);
   if (name == "batchNormBackward") return timeOp<BackwardOp>(info.Env(), args, reps);
   throw Napi::RangeError::New(info.Env(), "name: unknown op " + name);
 }
@@ -237,12 +264,15 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   fn("moments", sync<MomentsOp>);
   fn("batchNormTraining", sync<TrainingOp>);
   fn("batchNormWithStats", sync<WithStatsOp>);
+  fn("batchNormWithVariance", sync<WithVarianceOp>);
   fn("batchNormBackward", sync<BackwardOp>);
   fn("momentsAsync", [](const Napi::CallbackInfo& i) -> Napi::Value { return async<MomentsOp>(i, "momentsAsync"); });
   fn("batchNormTrainingAsync",
      [](const Napi::CallbackInfo& i) -> Napi::Value { return async<TrainingOp>(i, "batchNormAsync"); });
   fn("batchNormWithStatsAsync",
      [](const Napi::CallbackInfo& i) -> Napi::Value { return async<WithStatsOp>(i, "batchNormAsync"); });
+  fn("batchNormWithVarianceAsync",
+     [](const Napi::CallbackInfo& i) -> Napi::Value { return async<WithVarianceOp>(i, "batchNormAsync"); });
   fn("batchNormBackwardAsync",
      [](const Napi::CallbackInfo& i) -> Napi::Value { return async<BackwardOp>(i, "batchNormBackwardAsync"); });
   fn("batchNormGradSums", sync<GradSumsOp>);

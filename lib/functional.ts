@@ -77,7 +77,7 @@ export interface RunningStatsOptions {
   numBatchesTracked?: number;
 }
 
-type NativeOp = 'moments' | 'batchNormTraining' | 'batchNormWithStats' | 'batchNormBackward';
+type NativeOp = 'moments' | 'batchNormTraining' | 'batchNormWithVariance' | 'batchNormBackward';
 
 /** A checked call: the native op, its arguments, and the result its outputs fill. */
 interface Plan<R> {
@@ -151,13 +151,18 @@ function planBatchNorm(x: unknown, shapeOrOptions: unknown, maybeOptions: unknow
     throw typeError(o.mean === undefined ? 'options.mean' : 'options.variance', `${c} values when training is false`, undefined);
   }
   const meanIn = checkChannelValues(o.mean, 'options.mean', c);
-  const variance = checkChannelValues(o.variance, 'options.variance', c);
-  // In JavaScript rather than a native call: the same IEEE operations, and
-  // for a few hundred channels cheaper than the call itself.
-  const [invstd, meanCopy] = channelArrays(Float64Array, c, 2);  // allocated together whether or not meanCopy is used
-  for (let i = 0; i < c; ++i) invstd[i] = 1 / Math.sqrt(variance[i] + eps);
+  const varianceIn = checkChannelValues(o.variance, 'options.variance', c);
+  // invstd is computed natively, several channels at a time (512 channels:
+  // 1.4 us in a JavaScript loop, one divider per channel); the float64
+  // copies of float32 statistics share one allocation with it.
+  const [invstd, meanCopy, varianceCopy] = channelArrays(Float64Array, c, 3);
   const mean = meanIn instanceof Float64Array ? meanIn : (meanCopy.set(meanIn), meanCopy);
-  return { op: 'batchNormWithStats', args: [t.data, y, t.dims, mean, invstd, weight, bias, relu], result: { y, mean, invstd } };
+  const variance = varianceIn instanceof Float64Array ? varianceIn : (varianceCopy.set(varianceIn), varianceCopy);
+  return {
+    op: 'batchNormWithVariance',
+    args: [t.data, y, t.dims, mean, variance, eps, weight, bias, relu, invstd],
+    result: { y, mean, invstd },
+  };
 }
 
 function checkTrainingCount(t: CheckedTensor, groups: number): void {

@@ -31,6 +31,10 @@ export interface NativeAddon {
     bias: F32 | null, relu: boolean): void;
   batchNormWithStatsAsync(x: F32, out: F32, dims: NativeDims, mean: F64, invstd: F64, weight: F32 | null,
     bias: F32 | null, relu: boolean): Promise<void>;
+  batchNormWithVariance(x: F32, out: F32, dims: NativeDims, mean: F64, variance: F64, eps: number, weight: F32 | null,
+    bias: F32 | null, relu: boolean, invstd: F64): void;
+  batchNormWithVarianceAsync(x: F32, out: F32, dims: NativeDims, mean: F64, variance: F64, eps: number,
+    weight: F32 | null, bias: F32 | null, relu: boolean, invstd: F64): Promise<void>;
   batchNormBackward(dy: F32, x: F32, dx: F32 | null, dims: NativeDims, mean: F64, invstd: F64,
     weight: F32 | null, bias: F32 | null, relu: boolean, training: boolean, dweight: F32, dbias: F32): void;
   batchNormBackwardAsync(dy: F32, x: F32, dx: F32 | null, dims: NativeDims, mean: F64, invstd: F64,
@@ -42,7 +46,8 @@ export interface NativeAddon {
   mergeMoments(countA: number, meanA: F64, m2A: F64, countB: number, meanB: F64, m2B: F64, meanOut: F64,
     m2Out: F64): void;
   /** Benchmarks only: each run's time in ns of the named sync op on `args`, native computation only. */
-  kernelTimes(name: 'moments' | 'batchNormTraining' | 'batchNormWithStats' | 'batchNormBackward', reps: number,
+  kernelTimes(name: 'moments' | 'batchNormTraining' | 'batchNormWithStats' | 'batchNormWithVariance' | 'batchNormBackward',
+    reps: number,
     args: unknown[]): Float64Array;
   /** Benchmarks only: memory-bandwidth probes over the thread pool (native/include/rebatch/probe.h). */
   probeRead(x: F32): number;

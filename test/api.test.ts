@@ -127,6 +127,27 @@ describe('tensors, layouts and outputs', () => {
     expectClose(evalY, train.y, 1e-6, 1e-6, 'y');
   });
 
+  test('eval returns invstd = 1 / sqrt(variance + eps) bit for bit, and float64 copies of the given statistics', () => {
+    for (const c of [3, 300]) {  // separate arrays, and views of one buffer
+      const dims = [2, c, 5];
+      const xc = randomFloats(2 * c * 5, c + 1, -1, 2);
+      const mean32 = randomFloats(c, 7, -0.5, 0.5);
+      const var32 = randomFloats(c, 8, 0.1, 2);
+      const wantInvstd = Float64Array.from(var32, (v) => 1 / Math.sqrt(v + 1e-3));
+      const wantY = Float32Array.from(xc, (v, i) => (v - mean32[Math.floor(i / 5) % c]) * wantInvstd[Math.floor(i / 5) % c]);
+      const given: Array<[ArrayLike<number>, ArrayLike<number>]> = [
+        [mean32, var32], [Float64Array.from(mean32), Float64Array.from(var32)], [Array.from(mean32), Array.from(var32)]];
+      for (const [mean, variance] of given) {
+        const r = batchNorm(xc, dims, { training: false, mean: mean as number[], variance: variance as number[], eps: 1e-3 });
+        expect(r.invstd).toBeInstanceOf(Float64Array);
+        expect(r.mean).toBeInstanceOf(Float64Array);
+        expect(Array.from(r.invstd)).toEqual(Array.from(wantInvstd));
+        expect(Array.from(r.mean)).toEqual(Array.from(mean32));
+        expectClose(r.y, wantY, 1e-6, 1e-6, 'y');
+      }
+    }
+  });
+
   test.each(configurations)('|mean|/std = 1e4 keeps the variance within 1e-5 of float64 (%s, %i threads)', (isaName, threads) => {
     withConfiguration(isaName, threads, () => {
       for (const layout of ['NCHW', 'NHWC'] as const) {
@@ -226,6 +247,11 @@ describe('async variants', () => {
     const fwdA = await batchNormAsync(big, bigShape, { training: true, relu: true, weight: randomFloats(8, 1) });
     expect(fwdA.y).toEqual(fwd.y);
     expect(fwdA.invstd).toEqual(fwd.invstd);
+    const evalOpts = { training: false, mean: fwd.mean, variance: randomFloats(8, 2, 0.5, 2) };
+    const evalA = await batchNormAsync(big, bigShape, evalOpts);
+    const evalS = batchNorm(big, bigShape, evalOpts);
+    expect(evalA.y).toEqual(evalS.y);
+    expect(evalA.invstd).toEqual(evalS.invstd);
     expect((await momentsAsync(big, bigShape)).mean).toEqual(moments(big, bigShape).mean);
     const dy = randomFloats(big.length, 6);
     const opts = { training: true, mean: fwd.mean, invstd: fwd.invstd };

@@ -62,6 +62,15 @@ struct V {
   }
 };
 
+// KernelTable::invstdOf, four channels at a time.
+void invstdOf(const double* m2, std::size_t n, double count, double eps, double* out) {
+  const __m256d c = _mm256_set1_pd(count), e = _mm256_set1_pd(eps), one = _mm256_set1_pd(1.0);
+  std::size_t i = 0;
+  for (; i + 4 <= n; i += 4)
+    _mm256_storeu_pd(out + i, _mm256_div_pd(one, _mm256_sqrt_pd(_mm256_add_pd(_mm256_div_pd(_mm256_loadu_pd(m2 + i), c), e))));
+  for (; i < n; ++i) out[i] = channelInvstd(m2[i], count, eps);
+}
+
 #include "simd_kernels.inl"
 
 }  // namespace

@@ -64,6 +64,14 @@ struct V {
   }
 };
 
+// KernelTable::invstdOf, two channels at a time.
+void invstdOf(const double* m2, std::size_t n, double count, double eps, double* out) {
+  const float64x2_t c = vdupq_n_f64(count), e = vdupq_n_f64(eps), one = vdupq_n_f64(1.0);
+  std::size_t i = 0;
+  for (; i + 2 <= n; i += 2) vst1q_f64(out + i, vdivq_f64(one, vsqrtq_f64(vaddq_f64(vdivq_f64(vld1q_f64(m2 + i), c), e))));
+  for (; i < n; ++i) out[i] = channelInvstd(m2[i], count, eps);
+}
+
 #include "simd_kernels.inl"
 
 }  // namespace

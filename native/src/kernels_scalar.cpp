@@ -176,6 +176,10 @@ void rowsGradApply(const float* dy, const float* x, float* dx, std::size_t rows,
 
 void fence() {}
 
+void invstdOf(const double* m2, std::size_t n, double count, double eps, double* out) {
+  for (std::size_t i = 0; i < n; ++i) out[i] = channelInvstd(m2[i], count, eps);
+}
+
 double probeRead(const float* x, std::size_t n) {
   double s = 0;
   for (std::size_t i = 0; i < n; ++i) s += x[i];
@@ -195,8 +199,8 @@ void probeTriad(const float* a, const float* b, float* out, std::size_t n, bool)
 const KernelTable& table() {
   static const KernelTable t{"scalar",      false,         1,         runsMoments,   runsMomentsNormalizing, runSums, runsGradSums, runGradSums, spanNormalize,
                              spanGradApply, rowsMoments,   rowsNormalize, rowsGradSums,
-                             rowsGradApply, fence,         probeRead,     probeCopy,
-                             probeTriad};
+                             rowsGradApply, fence,         invstdOf,      probeRead,
+                             probeCopy,     probeTriad};
   return t;
 }
 

@@ -311,7 +311,7 @@ static void pipelinedTraining(const KernelTable& k, const float* x, float* y, co
       if (c == c1) break;
       const std::size_t gc = g * d.c + c;
       saveMean[gc] = m.mean;  // = p.mean[gc]
-      saveInvstd[gc] = 1.0 / std::sqrt(m.m2 / m.count + eps);
+      saveInvstd[gc] = channelInvstd(m.m2, m.count, eps);
       affine[0] = affine[1];
       affine[1] = affineOf(p, g, c, d.c);
     }
@@ -441,7 +441,7 @@ static void stagedTraining(const KernelTable& k, const float* x, float* y, const
         for (std::size_t c = c0; c < c1; ++c) {
           const Moments& t = total[g * C + c];
           saveMean[g * C + c] = t.mean;
-          saveInvstd[g * C + c] = 1.0 / std::sqrt(t.m2 / t.count + eps);
+          saveInvstd[g * C + c] = channelInvstd(t.m2, t.count, eps);
           affine[g * C + c] = affineOf(p, g, c, C);
         }
       },
@@ -469,7 +469,7 @@ void training(const KernelTable& statsK, const KernelTable& k, const float* x, f
   groupMoments(statsK, x, d, m);
   for (std::size_t i = 0; i < m.size(); ++i) {
     saveMean[i] = m[i].mean;
-    saveInvstd[i] = 1.0 / std::sqrt(m[i].m2 / m[i].count + eps);
+    saveInvstd[i] = channelInvstd(m[i].m2, m[i].count, eps);
   }
   normalize(k, x, y, d, p);
 }

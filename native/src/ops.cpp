@@ -2,7 +2,6 @@
 // exceptions (allocation failures) from crossing the boundary.
 #include "rebatch/ops.h"
 
-#include <cmath>
 #include <limits>
 #include <new>
 #include <vector>
@@ -85,11 +84,8 @@ Status batchNormTraining(const float* x, float* y, const TensorDims& d, const fl
     // The whole tensor does not stay in cache here: statistics first, then a second pass.
     std::vector<double> m2(d.groups() * d.c);
     nhwc::moments(statsKernels(d), x, d, saveMean, m2.data());
-    for (std::size_t g = 0; g < d.groups(); ++g) {
-      const double count = double(d.groupSamples(g) * d.spatial);
-      for (std::size_t c = 0; c < d.c; ++c)
-        saveInvstd[g * d.c + c] = 1.0 / std::sqrt(m2[g * d.c + c] / count + eps);
-    }
+    for (std::size_t g = 0; g < d.groups(); ++g)
+      k.invstdOf(&m2[g * d.c], d.c, double(d.groupSamples(g) * d.spatial), eps, &saveInvstd[g * d.c]);
     nhwc::withStats(k, x, y, d, p);
   });
 }
@@ -104,6 +100,17 @@ Status batchNormWithStats(const float* x, float* y, const TensorDims& d, const d
     if (rowsLayout(d)) nhwc::withStats(activeKernels(), x, y, d, p);
     else nchw::withStats(activeKernels(), x, y, d, p);
   });
+}
+
+Status batchNormWithVariance(const float* x, float* y, const TensorDims& d, const double* mean,
+                             const double* variance, double eps, const float* weight, const float* bias,
+                             bool relu, double* invstdOut) {
+  Status s = validateDims(d);
+  if (!s.ok()) return s;
+  if (!x || !y || !mean || !variance || !invstdOut) return Status::Invalid("null pointer");
+  if (!(eps >= 0)) return Status::Invalid("eps must be >= 0");
+  activeKernels().invstdOf(variance, d.groups() * d.c, 1.0, eps, invstdOut);
+  return batchNormWithStats(x, y, d, mean, invstdOut, weight, bias, relu);
 }
 
 Status batchNormBackward(const float* dy, const float* x, float* dx, const TensorDims& d,
@@ -141,7 +148,7 @@ Status batchNormGradApply(const float* dy, const float* x, float* dx, const Tens
 
 Status invstdFromVariance(const double* variance, std::size_t n, double eps, double* invstd) {
   if (!variance || !invstd) return Status::Invalid("null pointer");
-  for (std::size_t i = 0; i < n; ++i) invstd[i] = 1.0 / std::sqrt(variance[i] + eps);
+  activeKernels().invstdOf(variance, n, 1.0, eps, invstd);
   return Status::Ok();
 }
 

@@ -8,7 +8,8 @@
 //   >= n), add, sub, mul, fma(a, b, c) = a*b + c, selectFirst(n, a, b) (lanes
 //   < n from a, the rest from b), allLessEqual(a, b) (every lane a <= b; false
 //   for NaN), reluOf (max with 0, NaN kept), keepWherePositive(y, v) (v where
-//   !(y <= 0), else 0), hsum (in float64).
+//   !(y <= 0), else 0), hsum (in float64). Besides V, the ISA's file defines
+//   invstdOf (KernelTable::invstdOf, on float64 vectors).
 // Accuracy: statistics are sums of x - m and (x - m)^2 over a block, m being
 // a shift kept only when verified within half a standard deviation of the
 // block's mean (else the block's own mean from a first pass: the exact
@@ -1198,7 +1199,7 @@ void probeTriad(const float* a, const float* b, float* out, std::size_t n, bool 
 const KernelTable& simdTable() {
   static const KernelTable t{V::kName,     V::kStream,    W,    runsMoments,   runsMomentsNormalizing, runSums, runsGradSums, runGradSums, spanNormalize,
                              spanGradApply, rowsMoments,   rowsNormalize, rowsGradSums,
-                             rowsGradApply, V::fence,     probeRead,     probeCopy,
-                             probeTriad};
+                             rowsGradApply, V::fence,     invstdOf,      probeRead,
+                             probeCopy,     probeTriad};
   return t;
 }

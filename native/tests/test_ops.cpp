@@ -166,9 +166,17 @@ TEST(forward_and_backward_with_given_statistics_match_reference) {
       const float* w = d.c % 2 ? nullptr : ref::randomFloats(d.c, 5).data();
       const auto wv = ref::randomFloats(d.c, 5, 0.5f, 2.0f);
       w = d.c % 2 ? nullptr : wv.data();  // odd C: no weight, exercising the null default
+      for (std::size_t i = 0; i < var.size(); ++i)
+        if (!CHECK(invstd[i] == 1.0 / std::sqrt(var[i] + 1e-3))) return (void)check::fail(__FILE__, __LINE__, what + " invstd");
       std::vector<float> y(x.size());
       CHECK(batchNormWithStats(x.data(), y.data(), d, mean.data(), invstd.data(), w, nullptr, relu).ok());
       if (!allNear(y, ref::forward(x, d, mean, invstd, w, nullptr, relu), 1e-5, 2e-5, what + " y")) return;
+      // From the variance: the same invstd and the same y, bit for bit.
+      std::vector<float> yv(x.size());
+      std::vector<double> invstdOut(var.size());
+      CHECK(batchNormWithVariance(x.data(), yv.data(), d, mean.data(), var.data(), 1e-3, w, nullptr, relu,
+                                  invstdOut.data()).ok());
+      if (!CHECK(invstdOut == invstd && yv == y)) return (void)check::fail(__FILE__, __LINE__, what + " from variance");
       const ref::Grads want = ref::backward(dy, x, d, mean, invstd, w, nullptr, relu, false);
       std::vector<float> dx(x.size()), dw(d.c), db(d.c);
       CHECK(batchNormBackward(dy.data(), x.data(), dx.data(), d, mean.data(), invstd.data(), w, nullptr, relu, false,
@@ -293,6 +301,13 @@ TEST(errors_are_reported_before_any_work) {
                            m2.data()).ok());
   CHECK(!batchNormGradApply(x.data(), x.data(), nullptr, TensorDims{3, 4, 1, Layout::NCHW, 0}, mean.data(), mean.data(),
                             mean.data(), mean.data()).ok());
+  // From a variance: invstd and y untouched on a bad eps or a null input.
+  std::vector<double> invstdOut(12, 7.0);
+  CHECK(!batchNormWithVariance(x.data(), y.data(), TensorDims{3, 4, 1, Layout::NCHW, 0}, mean.data(), m2.data(), -1,
+                               nullptr, nullptr, false, invstdOut.data()).ok());
+  CHECK(!batchNormWithVariance(nullptr, y.data(), TensorDims{3, 4, 1, Layout::NCHW, 0}, mean.data(), m2.data(), 1e-5,
+                               nullptr, nullptr, false, invstdOut.data()).ok());
+  CHECK(invstdOut[0] == 7.0 && y[0] == 7.0f);
   std::vector<float> rm(3), rv(3);
   CHECK(!updateRunningStats(rm.data(), rv.data(), 3, mean.data(), m2.data(), 1, 0.1).ok());
   CHECK(!updateRunningStats(rm.data(), rv.data(), 3, mean.data(), m2.data(), 4, 1.5).ok());

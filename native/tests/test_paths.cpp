@@ -396,6 +396,27 @@ TEST(pipeline_kernel_writes_its_line_windows) {
       }
 }
 
+TEST(invstd_kernels_give_the_formulas_bits) {
+  // Every ISA's invstdOf against 1 / sqrt(m2 / count + eps) computed here, bit
+  // for bit (correctly rounded operations only), at every tail length; zero
+  // with eps 0 gives inf, a negative variance NaN.
+  for (const KernelTable* k : kernelTables())
+    for (std::size_t n : {0, 1, 2, 3, 4, 5, 7, 8, 9, 13, 512})
+      for (double count : {1.0, 37.0})
+        for (double eps : {0.0, 1e-5}) {
+          const auto f = ref::randomFloats(n, n + 3, 0, 3);
+          std::vector<double> m2(f.begin(), f.end()), got(n, 7.0);
+          if (n > 2) m2[1] = 0, m2[2] = -0.5;
+          k->invstdOf(m2.data(), n, count, eps, got.data());
+          for (std::size_t i = 0; i < n; ++i) {
+            const double want = 1.0 / std::sqrt(m2[i] / count + eps);
+            if (!CHECK(std::memcmp(&got[i], &want, sizeof want) == 0 || (std::isnan(got[i]) && std::isnan(want))))
+              return (void)check::fail(__FILE__, __LINE__, std::string(k->name) + " n=" + std::to_string(n) + " i=" +
+                                                               std::to_string(i));
+          }
+        }
+}
+
 TEST(moments_kernels_reject_a_far_shift) {
   // The kernels try one pass shifted by a hint and must notice when the hint is
   // far from the block's mean (here 1e6 for data of mean 3 and std 1): the

@@ -27,6 +27,13 @@ Status batchNormWithStats(const float* x, float* y, const TensorDims& d, const d
                           const double* invstd, const float* weight, const float* bias,
                           bool relu);
 
+// Forward with a given mean and variance, as running statistics hold them:
+// invstdOut = 1 / sqrt(variance + eps) (returned for the backward), then
+// batchNormWithStats. mean, variance and invstdOut hold groups * C entries.
+Status batchNormWithVariance(const float* x, float* y, const TensorDims& d, const double* mean,
+                             const double* variance, double eps, const float* weight, const float* bias,
+                             bool relu, double* invstdOut);
+
 // Backward. training: mean/invstd are the saved batch statistics and the
 // gradient flows through them; otherwise they are constants. dx, dweight and
 // dbias may each be null when not wanted. With relu the mask is recomputed
