@@ -109,8 +109,8 @@ Status batchNormWithVariance(const float* x, float* y, const TensorDims& d, cons
   if (!s.ok()) return s;
   if (!x || !y || !mean || !variance || !invstdOut) return Status::Invalid("null pointer");
   if (!(eps >= 0)) return Status::Invalid("eps must be >= 0");
-  activeKernels().invstdOf(variance, d.groups() * d.c, 1.0, eps, invstdOut);
-  return batchNormWithStats(x, y, d, mean, invstdOut, weight, bias, relu);
+  s = invstdFromVariance(variance, d.groups() * d.c, eps, invstdOut);
+  return s.ok() ? batchNormWithStats(x, y, d, mean, invstdOut, weight, bias, relu) : s;
 }
 
 Status batchNormBackward(const float* dy, const float* x, float* dx, const TensorDims& d,
