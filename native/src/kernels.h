@@ -12,15 +12,25 @@
 
 namespace rebatch {
 
-// Floats per block of the NCHW reductions: 16 KiB, so the exact two-pass,
-// when needed, re-reads the block from L1, and the per-block costs (horizontal
-// sums, the shift check, the merge) are spread over enough values -- 4 KiB
-// blocks measured 20-30% slower on 8x32x112x112. The kernels flush their
-// float32 partial sums to float64 every 1024 values (kFlushFloats), so the
-// block size does not change their accuracy.
+// Floats per block of the NCHW moments of short runs (whole runs of a few
+// consecutive samples), and the run length from which runs are cut into
+// pieces instead (kRunPiece): 16 KiB, so the exact two-pass, when needed,
+// re-reads the block from L1, and the per-block costs (horizontal sums, the
+// shift check, the merge) are spread over enough values -- 4 KiB blocks
+// measured 20-30% slower on 8x32x112x112. The kernels flush their float32
+// partial sums to float64 every 1024 values (kFlushFloats), so the block size
+// does not change their accuracy.
 constexpr std::size_t kRunBlock = 4096;
-// Floats per block of the NCHW backward sums of runs at least this long
-// (pieces of one run). Shorter runs are summed sample by sample in memory
+// Floats per block of the NCHW reductions (moments and the backward's sums)
+// over runs long enough to be cut into pieces: 64 KiB, so the rare exact
+// two-pass re-reads its piece from L2. Each piece costs a call, horizontal
+// sums, the shift check and a merge, and the next piece's shift waits on that
+// merge: 16 KiB pieces took 8-12% more time than these in the moments of
+// 8x32x112x112 and 2x16x224x224, 1 KiB pieces 3-10% more in the backward's
+// sums (32x64x56x56 the most).
+constexpr std::size_t kRunPiece = 16384;
+// The run length from which the NCHW backward sums cut runs into pieces
+// (kRunPiece). Shorter runs are summed sample by sample in memory
 // order (runGradSums): blocks of a few samples' runs, read channel after
 // channel, were that many scattered streams of two tensors (64x256x14x14 sums
 // 0.55 ms against 0.36).
@@ -144,7 +154,7 @@ struct KernelTable {
   std::size_t vectorFloats;
 
   // --- NCHW: `runs` runs of `runLen` floats, `stride` floats apart. ---
-  // Moments of a block of at most kRunBlock floats: one pass of sums shifted
+  // Moments of a block of at most kRunPiece floats: one pass of sums shifted
   // by the hint (the channel's mean so far; null: the mean of the block's
   // first values), kept only when the shift proves within half a standard
   // deviation of the block's mean (then as accurate as the exact two-pass;
@@ -171,7 +181,7 @@ struct KernelTable {
   void (*runSums)(const float* x, std::size_t runLen, std::size_t runs, std::size_t samples,
                   std::size_t sampleStride, const float* shift, float* scratch, double* dsum, double* qsum,
                   SampleHook hook);
-  // Block of at most kGradBlock floats; the ReLU mask is recomputed from x and p.
+  // Block of at most kRunPiece floats; the ReLU mask is recomputed from x and p.
   GradSums (*runsGradSums)(const float* dy, const float* x, std::size_t runLen, std::size_t runs,
                            std::size_t stride, ChannelAffine p, bool relu);
   // The same sums in memory order, for short runs: `samples` samples,

@@ -1,15 +1,16 @@
 // NCHW with spatial > 1. Channel c of sample n is a run of `spatial` floats at
 // (n * C + c) * spatial.
 //
-// Reductions (moments, the backward's sums) cut each channel into blocks of at
-// most kRunBlock (moments) or kGradBlock (backward) floats: pieces of one run,
-// or whole runs of a few consecutive samples. Blocks are visited sample-block
-// by sample-block, channel after channel inside one, so memory is read as a
-// few sequential streams (short runs: sample by sample in memory order, see
-// unitMoments and reduceGrads); a unit of work is a range of sample-blocks of
-// one group, and each unit reduces into its own per-channel slot. Slots are
-// merged in unit order, so the results depend on the dims only, never on the
-// thread count.
+// Reductions (moments, the backward's sums) cut each channel into blocks:
+// runs of kRunBlock (moments) or kGradBlock (backward) floats and more into
+// even pieces of at most kRunPiece floats; shorter runs into blocks of the
+// runs of a few consecutive samples (at most kRunBlock or kGradBlock floats).
+// Blocks are visited sample-block by sample-block, channel after channel
+// inside one, so memory is read as a few sequential streams (short runs:
+// sample by sample in memory order, see unitMoments and reduceGrads); a unit
+// of work is a range of sample-blocks of one group, and each unit reduces into
+// its own per-channel slot. Slots are merged in unit order, so the results
+// depend on the dims only, never on the thread count.
 //
 // Elementwise passes (normalization, dx) walk the tensor in memory order.
 //
@@ -42,10 +43,12 @@ struct Blocking {
   std::size_t blocksPerUnit;    // sample-blocks per unit
   bool prefetch;                // whether to prefetch ahead (not for tensors that fit in L2)
 
-  Blocking(const TensorDims& d, std::size_t blockFloats) {
+  // Runs of blockFloats and more in pieces of at most pieceFloats (default blockFloats).
+  Blocking(const TensorDims& d, std::size_t blockFloats, std::size_t pieceFloats = 0) {
     if (d.spatial >= blockFloats) {
       samplesPerBlock = 1;
-      const std::size_t pieces = (d.spatial + blockFloats - 1) / blockFloats;
+      const std::size_t maxPiece = pieceFloats ? pieceFloats : blockFloats;
+      const std::size_t pieces = (d.spatial + maxPiece - 1) / maxPiece;
       piece = ((d.spatial + pieces - 1) / pieces + 7) / 8 * 8;  // even pieces, whole vectors
     } else {
       samplesPerBlock = blockFloats / d.spatial;
@@ -160,7 +163,7 @@ void unitMoments(const KernelTable& k, const float* x, const TensorDims& d, cons
 
 // Per-(group, channel) moments: unit slots, then merged in unit order.
 void groupMoments(const KernelTable& k, const float* x, const TensorDims& d, std::vector<Moments>& out) {
-  const Blocking b(d, kRunBlock);
+  const Blocking b(d, kRunBlock, kRunPiece);
   const std::vector<Unit> units = unitsOf(d, b);
   std::vector<Moments> slots(units.size() * d.c);
   forEachUnit(d.elements(), kParallelMinElements, units.size(), [&](std::size_t u) { unitMoments(k, x, d, b, units[u], &slots[u * d.c]); });
@@ -483,7 +486,7 @@ std::vector<GradSums> reduceGrads(const KernelTable& k, const float* dy, const f
                                   const ForwardParams& p) {
   const std::vector<ChannelAffine> affine = affineTable(p, d);
   const bool relu = p.relu;
-  const Blocking b(d, kGradBlock);
+  const Blocking b(d, kGradBlock, kRunPiece);
   const std::vector<Unit> units = unitsOf(d, b);
   std::vector<GradSums> slots(units.size() * d.c);
   const std::size_t stride = d.c * d.spatial;
