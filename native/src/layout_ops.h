@@ -3,6 +3,7 @@
 // row ranges with vectors across channels. Both split work by the tensor's
 // dims only, never by the thread count, so results do not depend on it.
 #pragma once
+#include <chrono>
 #include <vector>
 
 #include "kernels.h"
@@ -99,6 +100,44 @@ bool streamOutput(std::size_t bytesTouched, std::size_t minBytes = kStreamMinByt
 // when it is load-bound and runs on one thread, else kStreamMinBytes.
 inline std::size_t streamMinBytes(bool loadBound, std::size_t elements) {
   return loadBound && onCallingThread(elements, kParallelMinElementwise) ? kStreamMinBytesLoadBound : kStreamMinBytes;
+}
+
+// The elementwise passes whose stores are chosen by measurement, each with
+// its own records (store_arms.h). Channels-last rows of up to kPairRowFloats
+// floats and wider ones are walked by different loops, so they are apart.
+enum class StorePass : unsigned {
+  NchwNormalize,
+  NchwGradApply,
+  NarrowRowsNormalize,
+  WideRowsNormalize,
+  NarrowRowsGradApply,
+  WideRowsGradApply,
+  Count
+};
+class StoreArms;
+// From this many bytes touched, an elementwise pass times its calls and uses
+// the faster of plain and non-temporal stores for its kind, size class (a
+// doubling of bytes) and thread mode, trying the other now and then
+// (StoreArms); smaller ones use plain stores, as streamOutput says. The fixed
+// rule above is what they start with; REBATCH_STREAM_MIN_BYTES turns the
+// measuring off.
+constexpr std::size_t kMeasuredStoresMinBytes = std::size_t(8) << 20;
+struct StoreChoice {
+  bool stream;
+  StoreArms* arms;  // where to record the call's time, or null
+};
+StoreChoice chooseStores(StorePass pass, std::size_t bytesTouched, std::size_t minBytes, bool parallel);
+void recordStores(const StoreChoice& choice, std::size_t bytesTouched, double seconds);
+
+// Runs pass(stream) over a pass touching bytesTouched bytes, with the stores
+// chooseStores picks, timing it when the choice wants the time.
+template <class Pass>
+void withChosenStores(StorePass kind, std::size_t bytesTouched, std::size_t minBytes, bool parallel, Pass&& pass) {
+  const StoreChoice choice = chooseStores(kind, bytesTouched, minBytes, parallel);
+  if (!choice.arms) return pass(choice.stream);
+  const auto start = std::chrono::steady_clock::now();
+  pass(choice.stream);
+  recordStores(choice, bytesTouched, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
 }
 
 // Target floats per unit of the NCHW reductions (whole sample-blocks).

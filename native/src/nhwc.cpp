@@ -248,15 +248,20 @@ void withStats(const KernelTable& k, const float* x, float* y, const TensorDims&
   const AffineArrays affine(p, d, x);
   const std::vector<Unit> chunks = chunksOf(d);
   const std::size_t touched = d.elements() * 2 * sizeof(float);
-  const bool stream = streamOutput(touched, streamMinBytes(d.c > kPairRowFloats, d.elements()));
-  const bool aligned = walkFromAligned(stream, touched);
-  forEachUnit(d.elements(), kParallelMinElementwise, chunks.size(), [&](std::size_t i) {
-    const Unit& t = chunks[i];
-    const std::size_t at = t.firstRow * d.c;
-    elementwiseRows<1>(k, {x + at}, y + at, t.rows, d.c, aligned, [&](auto in, float* out, std::size_t rows, std::size_t skip) {
-      k.rowsNormalize(in[0], out, rows, d.c, affine.group(t.group, skip), p.relu, stream);
+  const bool parallel = !onCallingThread(d.elements(), kParallelMinElementwise);
+  const std::size_t minBytes = streamMinBytes(d.c > kPairRowFloats, d.elements());
+  const StorePass kind = d.c > kPairRowFloats ? StorePass::WideRowsNormalize : StorePass::NarrowRowsNormalize;
+  withChosenStores(kind, touched, minBytes, parallel, [&](bool stream) {
+    const bool aligned = walkFromAligned(stream, touched);
+    forEachUnit(d.elements(), kParallelMinElementwise, chunks.size(), [&](std::size_t i) {
+      const Unit& t = chunks[i];
+      const std::size_t at = t.firstRow * d.c;
+      elementwiseRows<1>(k, {x + at}, y + at, t.rows, d.c, aligned,
+                         [&](auto in, float* out, std::size_t rows, std::size_t skip) {
+                           k.rowsNormalize(in[0], out, rows, d.c, affine.group(t.group, skip), p.relu, stream);
+                         });
+      if (stream) k.fence();
     });
-    if (stream) k.fence();
   });
 }
 
@@ -307,18 +312,22 @@ void applyGrads(const KernelTable& k, const float* dy, const float* x, float* dx
   const AffineArrays affine(p, d, x, !p.relu);
   const GradArrays coefficients(grad, d, x);
   const std::size_t touched = d.elements() * 3 * sizeof(float);
-  const bool stream = streamOutput(touched, streamMinBytes(d.c > kPairRowFloats, d.elements()));
-  const bool aligned = walkFromAligned(stream, touched);
+  const bool parallel = !onCallingThread(d.elements(), kParallelMinElementwise);
+  const std::size_t minBytes = streamMinBytes(d.c > kPairRowFloats, d.elements());
   const std::vector<Unit> chunks = chunksOf(d);
-  forEachUnit(d.elements(), kParallelMinElementwise, chunks.size(), [&](std::size_t i) {
-    const Unit& t = chunks[i];
-    const std::size_t at = t.firstRow * d.c;
-    elementwiseRows<2>(k, {dy + at, x + at}, dx + at, t.rows, d.c, aligned,
-                       [&](auto in, float* out, std::size_t rows, std::size_t skip) {
-                         k.rowsGradApply(in[0], in[1], out, rows, d.c, affine.group(t.group, skip),
-                                         coefficients.group(t.group, skip), p.relu, stream);
-                       });
-    if (stream) k.fence();
+  const StorePass kind = d.c > kPairRowFloats ? StorePass::WideRowsGradApply : StorePass::NarrowRowsGradApply;
+  withChosenStores(kind, touched, minBytes, parallel, [&](bool stream) {
+    const bool aligned = walkFromAligned(stream, touched);
+    forEachUnit(d.elements(), kParallelMinElementwise, chunks.size(), [&](std::size_t i) {
+      const Unit& t = chunks[i];
+      const std::size_t at = t.firstRow * d.c;
+      elementwiseRows<2>(k, {dy + at, x + at}, dx + at, t.rows, d.c, aligned,
+                         [&](auto in, float* out, std::size_t rows, std::size_t skip) {
+                           k.rowsGradApply(in[0], in[1], out, rows, d.c, affine.group(t.group, skip),
+                                           coefficients.group(t.group, skip), p.relu, stream);
+                         });
+      if (stream) k.fence();
+    });
   });
 }
 

@@ -189,6 +189,49 @@ TEST(forward_and_backward_with_given_statistics_match_reference) {
   });
 }
 
+// From kMeasuredStoresMinBytes touched, elementwise passes time their calls
+// and use the faster of plain and non-temporal stores, trying the other arm
+// from their 128th call (store_arms.h): 160 calls of each pass run both arms
+// (no other test makes passes this large), with the best ISA here, and every
+// call must give the same bits, matching the float64 reference.
+TEST(measured_store_choice_keeps_outputs) {
+  CHECK(selectIsa(testing::isas().back()));
+  setNumThreads(1);
+  for (Layout layout : {Layout::NCHW, Layout::NHWC}) {
+    const TensorDims d{4, 24, 24600, layout, 0};  // 9.4 MB: 18.9 MB touched by the forward, 28 by dx
+    const std::string what = layout == Layout::NCHW ? "NCHW" : "NHWC";
+    const auto x = ref::randomFloats(d.elements(), 31, -2, 3);
+    const auto dy = ref::randomFloats(d.elements(), 32);
+    std::vector<double> mean(d.c), invstd(d.c), ga(d.c, 0.5), gb(d.c, -0.25), gc(d.c, 0.125);
+    for (std::size_t c = 0; c < d.c; ++c) mean[c] = 0.5 - 0.01 * double(c), invstd[c] = 0.8 + 0.02 * double(c);
+    std::vector<float> first(x.size()), y(x.size());
+    CHECK(batchNormWithStats(x.data(), first.data(), d, mean.data(), invstd.data(), nullptr, nullptr, false).ok());
+    if (!allNear(first, ref::forward(x, d, mean, invstd, nullptr, nullptr, false), 1e-5, 2e-5, what + " y")) continue;
+    bool same = true;
+    for (int call = 1; call < 160 && same; ++call) {
+      std::fill(y.begin(), y.end(), -1.0f);
+      CHECK(batchNormWithStats(x.data(), y.data(), d, mean.data(), invstd.data(), nullptr, nullptr, false).ok());
+      same = y == first;
+    }
+    if (!CHECK(same)) check::fail(__FILE__, __LINE__, what + ": y changed between calls");
+    CHECK(batchNormGradApply(dy.data(), x.data(), first.data(), d, mean.data(), ga.data(), gb.data(), gc.data()).ok());
+    for (std::size_t i = 0; i < x.size(); i += 997) {
+      const std::size_t c = layout == Layout::NCHW ? i / d.spatial % d.c : i % d.c;
+      const double want = ga[c] * dy[i] + gb[c] * (double(x[i]) - mean[c]) + gc[c];
+      if (!CHECK_NEAR(first[i], want, 1e-5, 1e-6)) break;
+    }
+    same = true;
+    for (int call = 1; call < 160 && same; ++call) {
+      std::fill(y.begin(), y.end(), -1.0f);
+      CHECK(batchNormGradApply(dy.data(), x.data(), y.data(), d, mean.data(), ga.data(), gb.data(), gc.data()).ok());
+      same = y == first;
+    }
+    if (!CHECK(same)) check::fail(__FILE__, __LINE__, what + ": dx changed between calls");
+  }
+  selectIsa("scalar");
+  setNumThreads(2);
+}
+
 TEST(backward_halves_match_reference) {
   // batchNormGradSums + batchNormGradApply with the training coefficients is the
   // training backward; the apply with arbitrary coefficients is a*dy + b*(x - mean) + c.

@@ -1,0 +1,90 @@
+// The choice between plain and non-temporal stores for one class of
+// elementwise passes, by measuring both (streaming.cpp keeps one per pass,
+// size class and thread mode). Which is faster for tensors of 8-100 MB
+// depends on what else is using the L3 and the DRAM at the time, not on the
+// tensor alone: on the project's VM the same 12.8 MB eval was 10% faster with
+// plain stores in one state and 10% slower in another, and a 25.7 MB one on
+// two threads 46% faster streaming in one and slower in another. The stored
+// values are the same either way, so only the time depends on the choice.
+#pragma once
+#include <algorithm>
+#include <atomic>
+
+namespace rebatch {
+
+class StoreArms {
+ public:
+  // A trial runs the arm not in use for kTrials calls; then the cheaper arm
+  // is used until the next. The first kSettle calls after a change of arm are
+  // not recorded: the other arm left the caches in its own state, and in that
+  // state plain stores measured up to 25% slower than in their own (25.7 MB,
+  // two threads: 750, 736, 692 us, then 580). Trials come kFirstTrial calls
+  // apart, twice as far each time the arm in use stays (up to kMaxGap), so
+  // that an arm that keeps losing costs little: at most (ratio - 1) *
+  // kTrials / gap of the time; and at once when the arm in use comes to cost
+  // more than the other did at its last trial.
+  static constexpr unsigned kTrials = 16;
+  static constexpr unsigned kSettle = 8;
+  static constexpr unsigned kFirstTrial = 128;
+  static constexpr unsigned kMaxGap = 8192;
+
+  struct Pick {
+    bool stream;  // non-temporal stores
+    bool record;  // whether to record this call's cost
+  };
+
+  // The arm for the next call; `preferred` (the fixed rule's choice) until the first trial.
+  Pick next(bool preferred) {
+    const unsigned call = calls_.fetch_add(1, std::memory_order_relaxed);
+    if (call == 0) inUse_.store(preferred, std::memory_order_relaxed);
+    const bool inUse = inUse_.load(std::memory_order_relaxed);
+    unsigned trial = trialAt_.load(std::memory_order_relaxed);
+    if (call < trial) {
+      const bool settled = call >= settledAt_.load(std::memory_order_relaxed);
+      if (!settled || cheaper(inUse) == inUse) return {inUse, settled};
+      // The arm in use now costs more than the other did at its last trial
+      // (the machine's state, or the tensors of this class, changed): try it now.
+      trial = call;
+      trialAt_.store(call, std::memory_order_relaxed);
+    }
+    if (call < trial + kTrials) return {!inUse, call >= trial + kSettle};
+    if (call != trial + kTrials) return {inUse, false};  // another thread is ending the trial
+    const bool best = cheaper(inUse);
+    const unsigned gap = best == inUse ? std::min(2 * gap_.load(std::memory_order_relaxed), kMaxGap) : kFirstTrial;
+    gap_.store(gap, std::memory_order_relaxed);
+    inUse_.store(best, std::memory_order_relaxed);
+    settledAt_.store(call + kSettle, std::memory_order_relaxed);
+    trialAt_.store(call + gap, std::memory_order_relaxed);
+    return {best, false};
+  }
+
+  // A call's cost (seconds per byte touched), averaged with the arm's earlier
+  // ones, half each: a change of the machine's state shows within a few calls.
+  void record(bool stream, double cost) {
+    std::atomic<double>& c = cost_[stream ? 1 : 0];
+    const double old = c.load(std::memory_order_relaxed);
+    c.store(old > 0 ? 0.5 * (old + cost) : cost, std::memory_order_relaxed);
+  }
+
+  // The arm to use: the other one when its cost is lower by more than
+  // kMargin (a switch costs kSettle unrecorded calls, and costs this close
+  // are noise), else `inUse`, also while either arm has no cost yet.
+  static constexpr double kMargin = 0.02;
+  bool cheaper(bool inUse) const {
+    const double current = cost_[inUse ? 1 : 0].load(std::memory_order_relaxed);
+    const double other = cost_[inUse ? 0 : 1].load(std::memory_order_relaxed);
+    if (current <= 0 || other <= 0) return inUse;
+    return other < current * (1 - kMargin) ? !inUse : inUse;
+  }
+
+ private:
+  // Threads race only to lose an update or to run a call on the other arm,
+  // never to change a stored value. Call numbers wrap after 2^32 calls,
+  // which restarts the schedule.
+  std::atomic<unsigned> calls_{0};
+  std::atomic<bool> inUse_{false};
+  std::atomic<unsigned> trialAt_{kFirstTrial}, settledAt_{kSettle}, gap_{kFirstTrial};
+  std::atomic<double> cost_[2] = {{0.0}, {0.0}};
+};
+
+}  // namespace rebatch
