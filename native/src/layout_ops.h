@@ -92,7 +92,9 @@ inline void prefetchSpan(const float* p, std::size_t n) {
 // op may lose: a streamed output is in memory, not partly in L3 (not
 // measured by the bench, which times each op alone). Cache sizes reported
 // inside VMs are not trustworthy, hence fixed values; REBATCH_STREAM_MIN_BYTES
-// overrides both.
+// overrides both. The elementwise passes start from this rule and then
+// measure (withChosenStores, below); the staged and pipelined passes always
+// stream, and whether to stage is still decided by this rule.
 constexpr std::size_t kStreamMinBytes = std::size_t(32) << 20;
 constexpr std::size_t kStreamMinBytesLoadBound = std::size_t(16) << 20;
 bool streamOutput(std::size_t bytesTouched, std::size_t minBytes = kStreamMinBytes);
