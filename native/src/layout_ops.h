@@ -46,15 +46,16 @@ inline bool onCallingThread(std::size_t elements, std::size_t minElements) {
   return elements < minElements || numThreads() == 1;
 }
 
-// Runs task(i) for i in [0, count): on the pool when the tensor has at least
-// minElements elements and the pool more than one thread, else on the calling
-// thread.
+// Runs task(i) for i in [0, count), units of a walk in memory order: on the
+// pool, each thread a contiguous range of them (parallelForContiguous), when
+// the tensor has at least minElements elements and the pool more than one
+// thread, else on the calling thread.
 template <class F>
 void forEachUnit(std::size_t elements, std::size_t minElements, std::size_t count, F&& task) {
   if (onCallingThread(elements, minElements)) {
     for (std::size_t i = 0; i < count; ++i) task(i);
   } else {
-    parallelFor(count, task);
+    parallelForContiguous(count, task);
   }
 }
 // Floats per unit of work when a tensor is walked in memory order (measured:

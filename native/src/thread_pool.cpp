@@ -1,7 +1,9 @@
 #include "rebatch/thread_pool.h"
 
 #include <atomic>
+#include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <condition_variable>
 #include <cstdlib>
 #include <mutex>
@@ -185,6 +187,34 @@ std::size_t numThreads() { return pool().size(); }
 void setNumThreads(std::size_t n) { pool().resize(n); }
 void parallelFor(std::size_t count, const std::function<void(std::size_t)>& task) {
   pool().run(count, task);
+}
+
+void parallelForContiguous(std::size_t count, const std::function<void(std::size_t)>& task) {
+  const std::size_t lanes = std::min(count, numThreads());
+  if (lanes <= 1 || count > 0xffffffffu) return parallelFor(count, task);
+  // Each lane's indices left, [front, back), in one word: the owner takes
+  // the front, others the back, and a compare-exchange settles a race.
+  const auto pack = [](std::uint64_t front, std::uint64_t back) { return front << 32 | back; };
+  std::vector<std::atomic<std::uint64_t>> left(lanes);
+  for (std::size_t l = 0; l < lanes; ++l) left[l].store(pack(l * count / lanes, (l + 1) * count / lanes));
+  const auto take = [&](std::size_t lane, bool fromFront, std::size_t& index) {
+    std::uint64_t r = left[lane].load(std::memory_order_relaxed);
+    for (;;) {
+      const std::uint64_t front = r >> 32, back = r & 0xffffffffu;
+      if (front >= back) return false;
+      const std::uint64_t next = fromFront ? pack(front + 1, back) : pack(front, back - 1);
+      if (left[lane].compare_exchange_weak(r, next, std::memory_order_relaxed)) {
+        index = std::size_t(fromFront ? front : back - 1);
+        return true;
+      }
+    }
+  };
+  parallelFor(lanes, [&](std::size_t lane) {
+    std::size_t i;
+    while (take(lane, true, i)) task(i);
+    for (std::size_t k = 1; k < lanes; ++k)
+      while (take((lane + k) % lanes, false, i)) task(i);
+  });
 }
 
 }  // namespace rebatch

@@ -17,4 +17,12 @@ void setNumThreads(std::size_t n);
 // so it never deadlocks. Tasks must not throw.
 void parallelFor(std::size_t count, const std::function<void(std::size_t)>& task);
 
+// parallelFor over indices that are pieces of one walk through memory: each
+// thread takes a contiguous range of them, in order, and a thread done early
+// takes what is left of the others' ranges from their ends. Each core then
+// streams one region, which its prefetchers follow; indices handed out one by
+// one interleave the threads' pieces (measured 20-40% slower for elementwise
+// passes over 6-26 MB on two threads).
+void parallelForContiguous(std::size_t count, const std::function<void(std::size_t)>& task);
+
 }  // namespace rebatch
