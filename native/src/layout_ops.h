@@ -132,10 +132,13 @@ struct StoreChoice {
 StoreChoice chooseStores(StorePass pass, std::size_t bytesTouched, std::size_t minBytes, bool parallel);
 void recordStores(const StoreChoice& choice, std::size_t bytesTouched, double seconds);
 
-// Runs pass(stream) over a pass touching bytesTouched bytes, with the stores
-// chooseStores picks, timing it when the choice wants the time.
+// Runs pass(stream), an elementwise pass over `elements` floats touching
+// bytesTouched bytes, with the stores chooseStores picks, timing it when the
+// choice wants the time.
 template <class Pass>
-void withChosenStores(StorePass kind, std::size_t bytesTouched, std::size_t minBytes, bool parallel, Pass&& pass) {
+void withChosenStores(StorePass kind, std::size_t elements, std::size_t bytesTouched, std::size_t minBytes,
+                      Pass&& pass) {
+  const bool parallel = !onCallingThread(elements, kParallelMinElementwise);
   const StoreChoice choice = chooseStores(kind, bytesTouched, minBytes, parallel);
   if (!choice.arms) return pass(choice.stream);
   const auto start = std::chrono::steady_clock::now();

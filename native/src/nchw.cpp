@@ -215,8 +215,8 @@ void moments(const KernelTable& k, const float* x, const TensorDims& d, double* 
 // The normalization pass.
 static void normalize(const KernelTable& k, const float* x, float* y, const TensorDims& d, const ForwardParams& p) {
   const std::vector<ChannelAffine> affine = affineTable(p, d);
-  const bool parallel = !onCallingThread(d.elements(), kParallelMinElementwise);
-  withChosenStores(StorePass::NchwNormalize, d.elements() * 2 * sizeof(float), kStreamMinBytes, parallel, [&](bool stream) {
+  const std::size_t touched = d.elements() * 2 * sizeof(float);
+  withChosenStores(StorePass::NchwNormalize, d.elements(), touched, kStreamMinBytes, [&](bool stream) {
     forEachSpan(k, d, stream, [&](std::size_t g, std::size_t first, std::size_t runs) {
       const std::size_t off = first * d.spatial;
       k.spanNormalize(x + off, y + off, d.spatial, runs, &affine[g * d.c], first % d.c, d.c, p.relu, stream);
@@ -523,9 +523,8 @@ void applyGrads(const KernelTable& k, const float* dy, const float* x, float* dx
                 const ForwardParams& p, const ChannelGrad* grad) {
   const std::vector<ChannelAffine> affine = affineTable(p, d);
   const bool relu = p.relu;
-  const bool parallel = !onCallingThread(d.elements(), kParallelMinElementwise);
   const std::size_t touched = d.elements() * 3 * sizeof(float);
-  withChosenStores(StorePass::NchwGradApply, touched, streamMinBytes(true, d.elements()), parallel, [&](bool stream) {
+  withChosenStores(StorePass::NchwGradApply, d.elements(), touched, streamMinBytes(true, d.elements()), [&](bool stream) {
     forEachSpan(k, d, stream, [&](std::size_t g, std::size_t first, std::size_t runs) {
       const std::size_t off = first * d.spatial;
       k.spanGradApply(dy + off, x + off, dx + off, d.spatial, runs, &affine[g * d.c], &grad[g * d.c], first % d.c,

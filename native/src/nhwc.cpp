@@ -248,10 +248,9 @@ void withStats(const KernelTable& k, const float* x, float* y, const TensorDims&
   const AffineArrays affine(p, d, x);
   const std::vector<Unit> chunks = chunksOf(d);
   const std::size_t touched = d.elements() * 2 * sizeof(float);
-  const bool parallel = !onCallingThread(d.elements(), kParallelMinElementwise);
   const std::size_t minBytes = streamMinBytes(d.c > kPairRowFloats, d.elements());
   const StorePass kind = d.c > kPairRowFloats ? StorePass::WideRowsNormalize : StorePass::NarrowRowsNormalize;
-  withChosenStores(kind, touched, minBytes, parallel, [&](bool stream) {
+  withChosenStores(kind, d.elements(), touched, minBytes, [&](bool stream) {
     const bool aligned = walkFromAligned(stream, touched);
     forEachUnit(d.elements(), kParallelMinElementwise, chunks.size(), [&](std::size_t i) {
       const Unit& t = chunks[i];
@@ -312,11 +311,10 @@ void applyGrads(const KernelTable& k, const float* dy, const float* x, float* dx
   const AffineArrays affine(p, d, x, !p.relu);
   const GradArrays coefficients(grad, d, x);
   const std::size_t touched = d.elements() * 3 * sizeof(float);
-  const bool parallel = !onCallingThread(d.elements(), kParallelMinElementwise);
   const std::size_t minBytes = streamMinBytes(d.c > kPairRowFloats, d.elements());
   const std::vector<Unit> chunks = chunksOf(d);
   const StorePass kind = d.c > kPairRowFloats ? StorePass::WideRowsGradApply : StorePass::NarrowRowsGradApply;
-  withChosenStores(kind, touched, minBytes, parallel, [&](bool stream) {
+  withChosenStores(kind, d.elements(), touched, minBytes, [&](bool stream) {
     const bool aligned = walkFromAligned(stream, touched);
     forEachUnit(d.elements(), kParallelMinElementwise, chunks.size(), [&](std::size_t i) {
       const Unit& t = chunks[i];
