@@ -190,15 +190,20 @@ void scatterLeftOver(const float* row, std::size_t n, std::size_t c, std::size_t
   std::copy(row + (c - skip), row + c, rows);
 }
 
-// Whether an elementwise pass of `bytesTouched` walks its rows from an aligned
-// float: not when its stores stream (storeSpan already walks from the
-// output's first aligned float, and the left-over row's plain stores into
-// streamed lines made dx of 64x256x14x14 NHWC 9% slower), nor from 16 MiB
-// touched, where the data comes from memory or a crowded L3 and a split line
-// costs little next to a miss (8x32x112x112 NHWC eval 3-5% slower so; 6 MB
-// tensors' eval 25% faster, 2.4 MB 0-8%, 256x512 27%).
+// Whether an elementwise pass of `bytesTouched` over rows of c floats walks
+// its rows from an aligned float: not when its stores stream (storeSpan
+// already walks from the output's first aligned float, and the left-over
+// row's plain stores into streamed lines made dx of 64x256x14x14 NHWC 9%
+// slower), nor, for rows of up to kPairRowFloats, from 16 MiB touched, where
+// the data comes from memory or a crowded L3 and a split line costs little
+// next to a miss (8x32x112x112 NHWC eval 3-5% slower so; 6 MB tensors' eval
+// 25% faster, 2.4 MB 0-8%, 256x512 27%). Wider rows load three parameters
+// per output vector, and split lines cost them more at any size: the eval of
+// 64x256x14x14 with plain stores took 380 us at Node's offset, 298 aligned.
 constexpr std::size_t kAlignedWalkMaxBytes = std::size_t(16) << 20;
-bool walkFromAligned(bool stream, std::size_t bytesTouched) { return !stream && bytesTouched < kAlignedWalkMaxBytes; }
+bool walkFromAligned(bool stream, std::size_t bytesTouched, std::size_t c) {
+  return !stream && (c > kPairRowFloats || bytesTouched < kAlignedWalkMaxBytes);
+}
 
 // An elementwise pass over n rows of c floats: run(in, out, rows, skip) with
 // `in` the N inputs' pointers at out's offsets (x last), walked as above when
@@ -251,7 +256,7 @@ void withStats(const KernelTable& k, const float* x, float* y, const TensorDims&
   const std::size_t minBytes = streamMinBytes(d.c > kPairRowFloats, d.elements());
   const StorePass kind = d.c > kPairRowFloats ? StorePass::WideRowsNormalize : StorePass::NarrowRowsNormalize;
   withChosenStores(kind, d.elements(), touched, minBytes, [&](bool stream) {
-    const bool aligned = walkFromAligned(stream, touched);
+    const bool aligned = walkFromAligned(stream, touched, d.c);
     forEachUnit(d.elements(), kParallelMinElementwise, chunks.size(), [&](std::size_t i) {
       const Unit& t = chunks[i];
       const std::size_t at = t.firstRow * d.c;
@@ -315,7 +320,7 @@ void applyGrads(const KernelTable& k, const float* dy, const float* x, float* dx
   const std::vector<Unit> chunks = chunksOf(d);
   const StorePass kind = d.c > kPairRowFloats ? StorePass::WideRowsGradApply : StorePass::NarrowRowsGradApply;
   withChosenStores(kind, d.elements(), touched, minBytes, [&](bool stream) {
-    const bool aligned = walkFromAligned(stream, touched);
+    const bool aligned = walkFromAligned(stream, touched, d.c);
     forEachUnit(d.elements(), kParallelMinElementwise, chunks.size(), [&](std::size_t i) {
       const Unit& t = chunks[i];
       const std::size_t at = t.firstRow * d.c;
