@@ -224,6 +224,33 @@ void elementwiseRows(const KernelTable& k, std::array<const float*, N> in, float
   scatterLeftOver(buffer.row(N), n, c, skip, out);
 }
 
+// An elementwise pass over the tensor's rows (N inputs at out's offsets, x
+// last), unit by unit, with the stores chosen for its kind -- `narrow` or
+// `wide` by the width of the rows -- and each unit walked by elementwiseRows:
+// run(in, out, rows, group, skip, stream).
+template <std::size_t N, class Run>
+void rowsPass(const KernelTable& k, const TensorDims& d, StorePass narrow, StorePass wide,
+              std::array<const float*, N> in, float* out, Run&& run) {
+  const std::size_t touched = d.elements() * (N + 1) * sizeof(float);
+  const bool wideRows = d.c > kPairRowFloats;
+  const std::vector<Unit> chunks = chunksOf(d);
+  withChosenStores(wideRows ? wide : narrow, d.elements(), touched, streamMinBytes(wideRows, d.elements()),
+                   [&](bool stream) {
+                     const bool aligned = walkFromAligned(stream, touched, d.c);
+                     forEachUnit(d.elements(), kParallelMinElementwise, chunks.size(), [&](std::size_t i) {
+                       const Unit& t = chunks[i];
+                       const std::size_t at = t.firstRow * d.c;
+                       std::array<const float*, N> unitIn;
+                       for (std::size_t j = 0; j < N; ++j) unitIn[j] = in[j] + at;
+                       elementwiseRows<N>(k, unitIn, out + at, t.rows, d.c, aligned,
+                                          [&](auto from, float* to, std::size_t rows, std::size_t skip) {
+                                            run(from, to, rows, t.group, skip, stream);
+                                          });
+                       if (stream) k.fence();
+                     });
+                   });
+}
+
 }  // namespace
 
 void moments(const KernelTable& k, const float* x, const TensorDims& d, double* mean, double* m2) {
@@ -251,22 +278,10 @@ void moments(const KernelTable& k, const float* x, const TensorDims& d, double* 
 
 void withStats(const KernelTable& k, const float* x, float* y, const TensorDims& d, ForwardParams p) {
   const AffineArrays affine(p, d, x);
-  const std::vector<Unit> chunks = chunksOf(d);
-  const std::size_t touched = d.elements() * 2 * sizeof(float);
-  const std::size_t minBytes = streamMinBytes(d.c > kPairRowFloats, d.elements());
-  const StorePass kind = d.c > kPairRowFloats ? StorePass::WideRowsNormalize : StorePass::NarrowRowsNormalize;
-  withChosenStores(kind, d.elements(), touched, minBytes, [&](bool stream) {
-    const bool aligned = walkFromAligned(stream, touched, d.c);
-    forEachUnit(d.elements(), kParallelMinElementwise, chunks.size(), [&](std::size_t i) {
-      const Unit& t = chunks[i];
-      const std::size_t at = t.firstRow * d.c;
-      elementwiseRows<1>(k, {x + at}, y + at, t.rows, d.c, aligned,
-                         [&](auto in, float* out, std::size_t rows, std::size_t skip) {
-                           k.rowsNormalize(in[0], out, rows, d.c, affine.group(t.group, skip), p.relu, stream);
-                         });
-      if (stream) k.fence();
-    });
-  });
+  rowsPass<1>(k, d, StorePass::NarrowRowsNormalize, StorePass::WideRowsNormalize, {x}, y,
+              [&](auto in, float* out, std::size_t rows, std::size_t g, std::size_t skip, bool stream) {
+                k.rowsNormalize(in[0], out, rows, d.c, affine.group(g, skip), p.relu, stream);
+              });
 }
 
 // Per-(group, channel) sums of dy and dy * (x - mean), masked by the ReLU when fused.
@@ -315,23 +330,11 @@ void applyGrads(const KernelTable& k, const float* dy, const float* x, float* dx
                 const ForwardParams& p, const ChannelGrad* grad) {
   const AffineArrays affine(p, d, x, !p.relu);
   const GradArrays coefficients(grad, d, x);
-  const std::size_t touched = d.elements() * 3 * sizeof(float);
-  const std::size_t minBytes = streamMinBytes(d.c > kPairRowFloats, d.elements());
-  const std::vector<Unit> chunks = chunksOf(d);
-  const StorePass kind = d.c > kPairRowFloats ? StorePass::WideRowsGradApply : StorePass::NarrowRowsGradApply;
-  withChosenStores(kind, d.elements(), touched, minBytes, [&](bool stream) {
-    const bool aligned = walkFromAligned(stream, touched, d.c);
-    forEachUnit(d.elements(), kParallelMinElementwise, chunks.size(), [&](std::size_t i) {
-      const Unit& t = chunks[i];
-      const std::size_t at = t.firstRow * d.c;
-      elementwiseRows<2>(k, {dy + at, x + at}, dx + at, t.rows, d.c, aligned,
-                         [&](auto in, float* out, std::size_t rows, std::size_t skip) {
-                           k.rowsGradApply(in[0], in[1], out, rows, d.c, affine.group(t.group, skip),
-                                           coefficients.group(t.group, skip), p.relu, stream);
-                         });
-      if (stream) k.fence();
-    });
-  });
+  rowsPass<2>(k, d, StorePass::NarrowRowsGradApply, StorePass::WideRowsGradApply, {dy, x}, dx,
+              [&](auto in, float* out, std::size_t rows, std::size_t g, std::size_t skip, bool stream) {
+                k.rowsGradApply(in[0], in[1], out, rows, d.c, affine.group(g, skip), coefficients.group(g, skip),
+                                p.relu, stream);
+              });
 }
 
 }  // namespace nhwc
