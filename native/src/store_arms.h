@@ -9,6 +9,7 @@
 #pragma once
 #include <algorithm>
 #include <atomic>
+#include <cstdint>
 
 namespace rebatch {
 
@@ -35,10 +36,10 @@ class StoreArms {
 
   // The arm for the next call; `preferred` (the fixed rule's choice) until the first trial.
   Pick next(bool preferred) {
-    const unsigned call = calls_.fetch_add(1, std::memory_order_relaxed);
+    const std::uint64_t call = calls_.fetch_add(1, std::memory_order_relaxed);
     if (call == 0) inUse_.store(preferred, std::memory_order_relaxed);
     const bool inUse = inUse_.load(std::memory_order_relaxed);
-    unsigned trial = trialAt_.load(std::memory_order_relaxed);
+    std::uint64_t trial = trialAt_.load(std::memory_order_relaxed);
     if (call < trial) {
       const bool settled = call >= settledAt_.load(std::memory_order_relaxed);
       if (!settled || cheaper(inUse) == inUse) return {inUse, settled};
@@ -79,11 +80,11 @@ class StoreArms {
 
  private:
   // Threads race only to lose an update or to run a call on the other arm,
-  // never to change a stored value. Call numbers wrap after 2^32 calls,
-  // which restarts the schedule.
-  std::atomic<unsigned> calls_{0};
+  // never to change a stored value. Call numbers are 64-bit: they do not wrap.
+  std::atomic<std::uint64_t> calls_{0};
   std::atomic<bool> inUse_{false};
-  std::atomic<unsigned> trialAt_{kFirstTrial}, settledAt_{kSettle}, gap_{kFirstTrial};
+  std::atomic<std::uint64_t> trialAt_{kFirstTrial}, settledAt_{kSettle};
+  std::atomic<unsigned> gap_{kFirstTrial};
   std::atomic<double> cost_[2] = {{0.0}, {0.0}};
 };
 
