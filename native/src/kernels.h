@@ -26,7 +26,7 @@ constexpr std::size_t kRunBlock = 4096;
 // two-pass re-reads its piece from L2. Each piece costs a call, horizontal
 // sums, the shift check and a merge, and the next piece's shift waits on that
 // merge: 16 KiB pieces took 8-12% more time than these in the moments of
-// 8x32x112x112 and 2x16x224x224, 1 KiB pieces 3-10% more in the backward's
+// 8x32x112x112 and 2x16x224x224, 4 KiB pieces 3-10% more in the backward's
 // sums (32x64x56x56 the most).
 constexpr std::size_t kRunPiece = 16384;
 // The run length from which the NCHW backward sums cut runs into pieces
