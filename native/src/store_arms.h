@@ -73,9 +73,9 @@ class StoreArms {
 
   // An arm's cost: the median (the upper one) of its last kRecent recorded
   // calls, 0 before any. Not a running mean: single calls on this VM take up
-  // to 1.5x the usual now and then, and a mean that such a call pulls up sent
+  // to 1.4x the usual now and then, and a mean that such a call pulls up sent
   // the channels-last eval of 64x256x14x14 to its slower plain stores for
-  // 30-90 calls at a time (plain 430-490 us, streamed 360-400).
+  // 26-90 calls at a time (plain 424-495 us, streamed 355-400).
   double cost(bool stream) const {
     const Costs& c = costs_[stream ? 1 : 0];
     double v[kRecent];
