@@ -11,6 +11,8 @@ export interface Row {
   threads: number;
   impl: string;
   medianMs: number;
+  /** Each round's median; medianMs is the median of these (slow peers: the first round only). */
+  roundMs?: number[];
   samples: number;
   /** Effective bandwidth: the traffic model's bytes over the median time. */
   gbPerS: number;

@@ -108,7 +108,8 @@ async function main(): Promise<void> {
   console.log(header(peerNames));
 
   const rows: Row[] = [];
-  const rooflines: Array<{ shape: number[]; threads: number } & Roofline> = [];
+  // Each entry: the probes' values (each variant the median of its rounds), and every round's.
+  const rooflines: Array<{ shape: number[]; threads: number; rounds: Roofline[] } & Roofline> = [];
   const skipped = new Set<string>();
   for (const shape of SHAPES.filter((x) => !o.shapes || o.shapes.includes(shapeKey(x)))) {
     const tensorBytes = elements(shape) * 4;
@@ -150,14 +151,14 @@ async function main(): Promise<void> {
     }
     for (const threads of threadCounts) {
       const roofline = medianRoofline(roofRounds.get(threads)!);
-      rooflines.push({ shape, threads, ...roofline });
+      rooflines.push({ shape, threads, ...roofline, rounds: roofRounds.get(threads)! });
       for (const { op, layout } of cases) {
         const probe = roofline[TRAFFIC[op].probe].gbPerS;
         const ourSamples = timings.get(`${threads} rebatch ${op} ${layout}`)!;
         const ms = median(ourSamples.ms);
         const kernelMs = ourSamples.kernelMs.length ? median(ourSamples.kernelMs) : undefined;
         const ours = makeRow({
-          op, layout, shape, threads, impl: `rebatch-${machine.rebatchIsa}`, medianMs: ms, samples: ourSamples.samples,
+          op, layout, shape, threads, impl: `rebatch-${machine.rebatchIsa}`, medianMs: ms, roundMs: ourSamples.ms, samples: ourSamples.samples,
           kernelMs, overheadUs: kernelMs === undefined ? undefined : (ms - kernelMs) * 1e3, ratios: {},
         }, tensorBytes, probe);
         rows.push(ours);
@@ -165,7 +166,7 @@ async function main(): Promise<void> {
           const ps = timings.get(`${threads} ${peer.name} ${op} ${layout}`);
           if (!ps) continue;
           const pms = median(ps.ms);
-          rows.push(makeRow({ op, layout, shape, threads, impl: peer.name, medianMs: pms, samples: ps.samples,
+          rows.push(makeRow({ op, layout, shape, threads, impl: peer.name, medianMs: pms, roundMs: ps.ms, samples: ps.samples,
             peerThreads: ps.peerThreads }, tensorBytes, probe));
           // With all threads, a peer counts with the faster of its 1-thread and all-thread runs
           // (PyTorch's OpenMP threads are erratic on this VM: some 2-thread calls take 4-48 ms).
