@@ -72,7 +72,8 @@ class StoreArms {
   }
 
   // An arm's cost: the median (the upper one) of its last kRecent recorded
-  // calls, 0 before any. Not a running mean: single calls on this VM take up
+  // calls, 0 before any; a lasting change of the machine's state shows after
+  // kRecent / 2 calls. Not a running mean: single calls on this VM take up
   // to 1.4x the usual now and then, and a mean that such a call pulls up sent
   // the channels-last eval of 64x256x14x14 to its slower plain stores for
   // 26-90 calls at a time (plain 424-495 us, streamed 355-400).
