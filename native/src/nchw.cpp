@@ -175,12 +175,15 @@ void groupMoments(const KernelTable& k, const float* x, const TensorDims& d, std
     }
 }
 
-// Calls f(group, firstRun, runs) over units of consecutive runs of one group
-// (run i is channel i % C of sample i / C), in memory order (measured faster
-// here than last to first, even right after a statistics pass), in parallel;
-// each unit ends with the kernels' fence when it streamed its stores.
+// An elementwise pass touching `tensors` tensors' bytes, with the stores
+// chosen for its kind (withChosenStores): f(group, firstRun, runs, stream)
+// over units of consecutive runs of one group (run i is channel i % C of
+// sample i / C), in memory order (measured faster here than last to first,
+// even right after a statistics pass), in parallel; each unit ends with the
+// kernels' fence when it streamed its stores.
 template <class F>
-void forEachSpan(const KernelTable& k, const TensorDims& d, bool stream, F&& f) {
+void spansPass(const KernelTable& k, const TensorDims& d, StorePass kind, std::size_t tensors, std::size_t minBytes,
+               F&& f) {
   const std::size_t perUnit = std::max<std::size_t>(1, kUnitFloats / d.spatial);
   struct Span {
     std::size_t group, first, runs;
@@ -190,10 +193,12 @@ void forEachSpan(const KernelTable& k, const TensorDims& d, bool stream, F&& f) 
     const std::size_t first = d.groupBegin(g) * d.c, end = first + d.groupSamples(g) * d.c;
     for (std::size_t r = first; r < end; r += perUnit) spans.push_back({g, r, std::min(perUnit, end - r)});
   }
-  forEachUnit(d.elements(), kParallelMinElementwise, spans.size(), [&](std::size_t i) {
-    const Span& s = spans[i];
-    f(s.group, s.first, s.runs);
-    if (stream) k.fence();
+  withChosenStores(kind, d.elements(), d.elements() * tensors * sizeof(float), minBytes, [&](bool stream) {
+    forEachUnit(d.elements(), kParallelMinElementwise, spans.size(), [&](std::size_t i) {
+      const Span& s = spans[i];
+      f(s.group, s.first, s.runs, stream);
+      if (stream) k.fence();
+    });
   });
 }
 
@@ -215,13 +220,11 @@ void moments(const KernelTable& k, const float* x, const TensorDims& d, double* 
 // The normalization pass.
 static void normalize(const KernelTable& k, const float* x, float* y, const TensorDims& d, const ForwardParams& p) {
   const std::vector<ChannelAffine> affine = affineTable(p, d);
-  const std::size_t touched = d.elements() * 2 * sizeof(float);
-  withChosenStores(StorePass::NchwNormalize, d.elements(), touched, kStreamMinBytes, [&](bool stream) {
-    forEachSpan(k, d, stream, [&](std::size_t g, std::size_t first, std::size_t runs) {
-      const std::size_t off = first * d.spatial;
-      k.spanNormalize(x + off, y + off, d.spatial, runs, &affine[g * d.c], first % d.c, d.c, p.relu, stream);
-    });
-  });
+  spansPass(k, d, StorePass::NchwNormalize, 2, kStreamMinBytes,
+            [&](std::size_t g, std::size_t first, std::size_t runs, bool stream) {
+              const std::size_t off = first * d.spatial;
+              k.spanNormalize(x + off, y + off, d.spatial, runs, &affine[g * d.c], first % d.c, d.c, p.relu, stream);
+            });
 }
 
 // The pipelined training forward: channels in units of kPipelineChannels
@@ -523,14 +526,12 @@ void applyGrads(const KernelTable& k, const float* dy, const float* x, float* dx
                 const ForwardParams& p, const ChannelGrad* grad) {
   const std::vector<ChannelAffine> affine = affineTable(p, d);
   const bool relu = p.relu;
-  const std::size_t touched = d.elements() * 3 * sizeof(float);
-  withChosenStores(StorePass::NchwGradApply, d.elements(), touched, streamMinBytes(true, d.elements()), [&](bool stream) {
-    forEachSpan(k, d, stream, [&](std::size_t g, std::size_t first, std::size_t runs) {
-      const std::size_t off = first * d.spatial;
-      k.spanGradApply(dy + off, x + off, dx + off, d.spatial, runs, &affine[g * d.c], &grad[g * d.c], first % d.c,
-                      d.c, relu, stream);
-    });
-  });
+  spansPass(k, d, StorePass::NchwGradApply, 3, streamMinBytes(true, d.elements()),
+            [&](std::size_t g, std::size_t first, std::size_t runs, bool stream) {
+              const std::size_t off = first * d.spatial;
+              k.spanGradApply(dy + off, x + off, dx + off, d.spatial, runs, &affine[g * d.c], &grad[g * d.c],
+                              first % d.c, d.c, relu, stream);
+            });
 }
 
 // The staged backward for short runs, as stagedTraining: while a stage's

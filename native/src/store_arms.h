@@ -6,8 +6,8 @@
 // ms with plain stores against 0.310 streamed in one state, and 0.335-0.36 ms
 // against 0.30-0.31 in another; on two threads, 32x64x56x56 took 547 us with
 // plain stores against 375 streamed in one state, and 575-600 against 620 in
-// another. The stored
-// values are the same either way, so only the time depends on the choice.
+// another. The stored values are the same either way, so only the time
+// depends on the choice.
 #pragma once
 #include <algorithm>
 #include <atomic>
