@@ -6,7 +6,7 @@
 // so the roofline is never an easy target.
 import { native } from '../lib/native';
 import type { ProbeKind } from './config';
-import { timeSync } from './timing';
+import { median, timeSync } from './timing';
 
 export interface ProbeResult {
   gbPerS: number;
@@ -16,27 +16,46 @@ export interface ProbeResult {
 
 export type Roofline = Record<ProbeKind, ProbeResult>;
 
-function best(variants: Record<string, number>): ProbeResult {
-  return { gbPerS: Math.max(...Object.values(variants)), variants };
+// The probes' buffers, kept for the last size asked for (the bench measures one shape at a time).
+let buffers: { count: number; a: Float32Array; b: Float32Array; out: Float32Array } | undefined;
+
+function buffersOf(count: number): { a: Float32Array; b: Float32Array; out: Float32Array } {
+  if (buffers?.count !== count) {
+    buffers = undefined;  // the old ones may be collected before the new ones are made
+    buffers = {
+      count,
+      a: new Float32Array(count).map((_, i) => (i % 7) * 0.5),
+      b: new Float32Array(count).map((_, i) => (i % 5) * 0.25),
+      out: new Float32Array(count),
+    };
+  }
+  return buffers;
 }
 
-/** Probes with `count`-float buffers; bytes counted as read + written. */
-export function measureRoofline(count: number, budget: number): Roofline {
+/** One probe on `count`-float buffers; bytes counted as read + written. */
+export function measureProbe(kind: ProbeKind, count: number, budget: number): ProbeResult {
+  const { a, b, out } = buffersOf(count);
   const bytes = count * 4;
-  const a = new Float32Array(count).map((_, i) => (i % 7) * 0.5);
-  const b = new Float32Array(count).map((_, i) => (i % 5) * 0.25);
-  const out = new Float32Array(count);
   const gb = (traffic: number, fn: () => unknown) => traffic / (timeSync(fn, { budget }).medianMs / 1e3) / 1e9;
-  return {
-    read: best({ simd: gb(bytes, () => native.probeRead(a)) }),
-    copy: best({
+  const variants: Record<ProbeKind, () => Record<string, number>> = {
+    read: () => ({ simd: gb(bytes, () => native.probeRead(a)) }),
+    copy: () => ({
       simd: gb(2 * bytes, () => native.probeCopy(a, out, false)),
       'simd-nontemporal': gb(2 * bytes, () => native.probeCopy(a, out, true)),
       'Float32Array.set': gb(2 * bytes, () => out.set(a)),
     }),
-    triad: best({
+    triad: () => ({
       simd: gb(3 * bytes, () => native.probeTriad(a, b, out, false)),
       'simd-nontemporal': gb(3 * bytes, () => native.probeTriad(a, b, out, true)),
     }),
   };
+  const v = variants[kind]();
+  return { gbPerS: Math.max(...Object.values(v)), variants: v };
+}
+
+/** Several measurements of one probe as one: each variant's median, the best of them. */
+export function medianProbe(results: readonly ProbeResult[]): ProbeResult {
+  const variants: Record<string, number> = {};
+  for (const v of Object.keys(results[0].variants)) variants[v] = median(results.map((r) => r.variants[v]));
+  return { gbPerS: Math.max(...Object.values(variants)), variants };
 }

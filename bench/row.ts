@@ -2,6 +2,7 @@
 import type { Layout } from '../lib';
 import type { Op, ProbeKind } from './config';
 import { shapeKey, TRAFFIC } from './config';
+import { median } from './timing';
 
 export interface Row {
   op: Op;
@@ -18,7 +19,13 @@ export interface Row {
   gbPerS: number;
   trafficModel: string;
   trafficBytes: number;
-  roofline: { probe: ProbeKind; gbPerS: number; fraction: number };
+  /**
+   * The op's roofline probe, timed in each round right before rebatch's op
+   * (and the peers after it): gbPerS is the median of its rounds (`rounds`),
+   * and fraction the median over rounds of this row's GB/s in that round over
+   * the probe's in the same round.
+   */
+  roofline: { probe: ProbeKind; gbPerS: number; fraction: number; rounds: number[] };
   /** rebatch: the native computation alone, and what the call adds to it. */
   kernelMs?: number;
   overheadUs?: number;
@@ -31,16 +38,19 @@ export function rowKey(r: Pick<Row, 'op' | 'layout' | 'shape' | 'threads'>): str
   return `${r.op} ${r.layout} ${shapeKey(r.shape)} t${r.threads}`;
 }
 
+/** probeRounds: the op's probe (GB/s) in each round, round i next to roundMs[i]. */
 export function makeRow(base: Omit<Row, 'gbPerS' | 'trafficModel' | 'trafficBytes' | 'roofline'>, tensorBytes: number,
-  probeGbPerS: number): Row {
+  probeRounds: number[]): Row {
   const model = TRAFFIC[base.op];
   const bytes = model.tensors * tensorBytes;
-  const gbPerS = bytes / (base.medianMs / 1e3) / 1e9;
+  const gb = (ms: number) => bytes / (ms / 1e3) / 1e9;
+  const roundMs = base.roundMs ?? [base.medianMs];
+  const fractions = roundMs.map((ms, i) => gb(ms) / probeRounds[i]);
   return {
     ...base,
-    gbPerS,
+    gbPerS: gb(base.medianMs),
     trafficModel: model.description,
     trafficBytes: bytes,
-    roofline: { probe: model.probe, gbPerS: probeGbPerS, fraction: gbPerS / probeGbPerS },
+    roofline: { probe: model.probe, gbPerS: median(probeRounds), fraction: median(fractions), rounds: probeRounds },
   };
 }

@@ -6,9 +6,12 @@
 //
 // Timing: the median of repeated calls after warm-up. The machine is a shared
 // VM whose speed drifts, so each (shape, thread count) is measured in several
-// rounds, each round timing the roofline probes, rebatch and the fast peers
-// one after the other; a row's time is the median of its round medians. Slow
-// peers (tfjs, plain JS), far from rebatch anyway, are timed in the first round only.
+// rounds, each round timing, case after case, the op's roofline probe, rebatch
+// and the fast peers one right after the other; a row's time is the median of
+// its round medians, and its roofline fraction the median of its rounds'
+// fractions, each against the probe of its own round (drift between a probe and
+// an op timed seconds apart moved near-line rows by 10-20%). Slow peers (tfjs,
+// plain JS), far from rebatch anyway, are timed in the first round only.
 //
 // Usage: node dist/bench/run.js [--json FILE] [--quick] [--budget SECONDS] [--rounds N]
 //          [--peers a,b,...] [--shapes 32x64x56x56,...] [--ops moments,...] [--layouts NCHW|NHWC] [--threads 1|all]
@@ -22,7 +25,7 @@ import { PyTorchPeer } from './peers/pytorch';
 import { TfjsPeer } from './peers/tfjs';
 import type { Case, Peer } from './peers/types';
 import { measureRebatch } from './rebatch';
-import { measureRoofline, Roofline } from './roofline';
+import { measureProbe, medianProbe, ProbeResult, Roofline } from './roofline';
 import { makeRow, Row } from './row';
 import { header, LEGEND, line } from './table';
 import { evaluateTargets, formatTargets } from './targets';
@@ -71,27 +74,23 @@ async function startPeers(wanted: string[] | undefined, notes: string[]): Promis
 /** Round medians of one implementation on one case. */
 interface Samples {
   ms: number[];
+  /** The round of each entry of ms. */
+  rounds: number[];
   samples: number;
   kernelMs: number[];
   peerThreads?: number;
 }
 
-function add(map: Map<string, Samples>, key: string, ms: number, samples: number, kernelMs?: number, peerThreads?: number) {
-  const s = map.get(key) ?? { ms: [], samples: 0, kernelMs: [], peerThreads };
+function add(map: Map<string, Samples>, key: string, round: number, ms: number, samples: number, kernelMs?: number,
+  peerThreads?: number) {
+  const s = map.get(key) ?? { ms: [], rounds: [], samples: 0, kernelMs: [], peerThreads };
   s.ms.push(ms);
+  s.rounds.push(round);
   s.samples += samples;
   if (kernelMs !== undefined) s.kernelMs.push(kernelMs);
   map.set(key, s);
 }
 
-function medianRoofline(rounds: Roofline[]): Roofline {
-  const out = JSON.parse(JSON.stringify(rounds[0])) as Roofline;
-  for (const kind of Object.keys(out) as Array<keyof Roofline>) {
-    for (const v of Object.keys(out[kind].variants)) out[kind].variants[v] = median(rounds.map((r) => r[kind].variants[v]));
-    out[kind].gbPerS = Math.max(...Object.values(out[kind].variants));
-  }
-  return out;
-}
 
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
@@ -108,8 +107,8 @@ async function main(): Promise<void> {
   console.log(header(peerNames));
 
   const rows: Row[] = [];
-  // Each entry: the probes' values (each variant the median of its rounds), and every round's.
-  const rooflines: Array<{ shape: number[]; threads: number; rounds: Roofline[] } & Roofline> = [];
+  // Per shape and thread count: each probe's values (each variant the median of all its measurements).
+  const rooflines: Array<{ shape: number[]; threads: number } & Partial<Roofline>> = [];
   const skipped = new Set<string>();
   for (const shape of SHAPES.filter((x) => !o.shapes || o.shapes.includes(shapeKey(x)))) {
     const tensorBytes = elements(shape) * 4;
@@ -117,17 +116,17 @@ async function main(): Promise<void> {
     for (const layout of layoutsOf(shape).filter((x) => !o.layouts || o.layouts.includes(x)))
       for (const op of OPS.filter((x) => !o.ops || o.ops.includes(x))) cases.push({ op, layout });
     // Rounds outermost, so both thread counts (and all implementations) see the same drift.
-    const roofRounds = new Map<number, Roofline[]>();
+    const probes = new Map<string, ProbeResult[]>();  // `${threads} ${op} ${layout}`: one per round
     const timings = new Map<string, Samples>();  // `${threads} ${impl} ${op} ${layout}`
     for (let round = 0; round < o.rounds; round++) {
       for (const threads of threadCounts) {
-        setNumThreads(threads);
-        roofRounds.set(threads, [...(roofRounds.get(threads) ?? []), measureRoofline(elements(shape), o.budget)]);
         for (const { op, layout } of cases) {
           const c: Case = { op, layout, shape, threads, budget: o.budget };
           setNumThreads(threads);
+          const probeKey = `${threads} ${op} ${layout}`;
+          probes.set(probeKey, [...(probes.get(probeKey) ?? []), measureProbe(TRAFFIC[op].probe, elements(shape), o.budget)]);
           const t = measureRebatch(c, elements(shape) <= KERNEL_TIMING_MAX_ELEMENTS);
-          add(timings, `${threads} rebatch ${op} ${layout}`, t.medianMs, t.samples, t.kernelMs);
+          add(timings, `${threads} rebatch ${op} ${layout}`, round, t.medianMs, t.samples, t.kernelMs);
           for (const peer of peers) {
             const why = peer.skip(c);
             if (why) {
@@ -141,7 +140,7 @@ async function main(): Promise<void> {
             if (round > 0 && SLOW_PEERS.has(peer.name)) continue;
             try {
               const pt = await peer.measure({ ...c, budget: SLOW_PEERS.has(peer.name) ? o.budget * o.rounds : o.budget });
-              add(timings, `${threads} ${peer.name} ${op} ${layout}`, pt.medianMs, pt.samples, undefined, pt.threads);
+              add(timings, `${threads} ${peer.name} ${op} ${layout}`, round, pt.medianMs, pt.samples, undefined, pt.threads);
             } catch (e) {
               notes.push(`${peer.name} failed on ${op} ${layout} ${shapeKey(shape)}: ${(e as Error).message}`);
             }
@@ -150,24 +149,28 @@ async function main(): Promise<void> {
       }
     }
     for (const threads of threadCounts) {
-      const roofline = medianRoofline(roofRounds.get(threads)!);
-      rooflines.push({ shape, threads, ...roofline, rounds: roofRounds.get(threads)! });
+      const roofline: Partial<Roofline> = {};
+      for (const kind of new Set(cases.map((c) => TRAFFIC[c.op].probe)))
+        roofline[kind] = medianProbe(cases.filter((c) => TRAFFIC[c.op].probe === kind)
+          .flatMap((c) => probes.get(`${threads} ${c.op} ${c.layout}`)!));
+      rooflines.push({ shape, threads, ...roofline });
       for (const { op, layout } of cases) {
-        const probe = roofline[TRAFFIC[op].probe].gbPerS;
+        const probe = probes.get(`${threads} ${op} ${layout}`)!.map((p) => p.gbPerS);
+        const probeOf = (s: Samples) => s.rounds.map((r) => probe[r]);
         const ourSamples = timings.get(`${threads} rebatch ${op} ${layout}`)!;
         const ms = median(ourSamples.ms);
         const kernelMs = ourSamples.kernelMs.length ? median(ourSamples.kernelMs) : undefined;
         const ours = makeRow({
           op, layout, shape, threads, impl: `rebatch-${machine.rebatchIsa}`, medianMs: ms, roundMs: ourSamples.ms, samples: ourSamples.samples,
           kernelMs, overheadUs: kernelMs === undefined ? undefined : (ms - kernelMs) * 1e3, ratios: {},
-        }, tensorBytes, probe);
+        }, tensorBytes, probeOf(ourSamples));
         rows.push(ours);
         for (const peer of peers) {
           const ps = timings.get(`${threads} ${peer.name} ${op} ${layout}`);
           if (!ps) continue;
           const pms = median(ps.ms);
           rows.push(makeRow({ op, layout, shape, threads, impl: peer.name, medianMs: pms, roundMs: ps.ms, samples: ps.samples,
-            peerThreads: ps.peerThreads }, tensorBytes, probe));
+            peerThreads: ps.peerThreads }, tensorBytes, probeOf(ps)));
           // With all threads, a peer counts with the faster of its 1-thread and all-thread runs
           // (PyTorch's OpenMP threads are erratic on this VM: some 2-thread calls take 4-48 ms).
           const single = rows.find((r) => r.impl === peer.name && r.threads === 1 && r.op === op && r.layout === layout &&

@@ -32,7 +32,8 @@ export function line(r: Row, peers: string[]): string {
 export const LEGEND = [
   'ms: median per call through the public API; GB/s: effective, by the op\'s traffic model;',
   'roof: GB/s over the roofline probe of the same size and threads (read for moments, copy for',
-  'forwards, triad for backward); call-kernel: the call minus the native computation inside it;',
+  'forwards, triad for backward) timed just before it, the median of the rounds\' fractions;',
+  'call-kernel: the call minus the native computation inside it;',
   'vs X: X\'s median over rebatch\'s (higher = rebatch faster); with all threads, X\'s faster of its',
   '1-thread and all-thread medians.',
 ].join('\n');
