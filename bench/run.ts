@@ -9,9 +9,10 @@
 // rounds, each round timing, case after case, the op's roofline probe, rebatch
 // and the fast peers one right after the other; a row's time is the median of
 // its round medians, and its roofline fraction the median of its rounds'
-// fractions, each against the probe of its own round (drift between a probe and
-// an op timed seconds apart moved near-line rows by 10-20%). Slow peers (tfjs,
-// plain JS), far from rebatch anyway, are timed in the first round only.
+// fractions, each against the probe of its own round (in a run whose probes
+// opened each round, seconds before most ops, probes moved by 22-41% from round
+// to round and ops by 6-33%, not together). Slow peers (tfjs, plain JS), far
+// from rebatch anyway, are timed in the first round only.
 //
 // Usage: node dist/bench/run.js [--json FILE] [--quick] [--budget SECONDS] [--rounds N]
 //          [--peers a,b,...] [--shapes 32x64x56x56,...] [--ops moments,...] [--layouts NCHW|NHWC] [--threads 1|all]
@@ -90,7 +91,6 @@ function add(map: Map<string, Samples>, key: string, round: number, ms: number, 
   if (kernelMs !== undefined) s.kernelMs.push(kernelMs);
   map.set(key, s);
 }
-
 
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
