@@ -884,9 +884,9 @@ void rowsShiftedSums(const float* x, std::size_t rows, std::size_t c, const floa
 // Rows with moments so far: one pass shifted by the means so far (in memory
 // order for wide rows, else strip by strip), float32 lanes flushed to float64
 // every kRowMajorFlushRows or kMaxRowBlock rows, kept when every channel
-// passes shiftIsClose over all the rows (then merged, true). One check and one merge per call rather
-// than per block: the merge's float64 work per channel was a fifth of the
-// moments of 32 channels.
+// passes shiftIsClose over all the rows (then merged, true). One check and
+// one merge per call rather than per block: the merge's float64 work per
+// channel was a fifth of the moments of 32 channels.
 bool shiftedMoments(const float* x, std::size_t rows, std::size_t c, float* scratch, double count, double* mean,
                     double* m2) {
   float* hint = scratch;
