@@ -90,6 +90,21 @@ struct ShiftedAcc {
     if (i < len) add(V::firstN(V::sub(V::loadN(p + i, len - i), m), len - i), d1, q1);
   }
   void span(const float* p, std::size_t len, T m) { span(p, len, m, NoSide{}); }
+  // Sets the chains to the sums of the first 4W floats at p (shifted by m),
+  // chain 0's on top of (d, q): what clear, the first span step and adding
+  // (d, q) at the end compute, without zeroing eight registers and five vector
+  // adds -- of the ~85 vector operations of a 196-float run, whose issue rate
+  // bounds this walk from L1 and L2 (PERFORMANCE.md, tenth round).
+  template <class Side>
+  void begin(const float* p, T m, T d, T q, Side&& side) {
+    side.prefetch(p);
+    const T a0 = V::sub(V::load(p), m), a1 = V::sub(V::load(p + W), m);
+    const T a2 = V::sub(V::load(p + 2 * W), m), a3 = V::sub(V::load(p + 3 * W), m);
+    d0 = V::add(d, a0), q0 = V::fma(a0, a0, q);
+    d1 = a1, q1 = V::mul(a1, a1);
+    d2 = a2, q2 = V::mul(a2, a2);
+    d3 = a3, q3 = V::mul(a3, a3);
+  }
 };
 
 // Float32 partial sums are flushed to float64 after at most this many values,
@@ -178,11 +193,12 @@ struct RunSums {
 
 // The memory-order walk of short runs shared by runSums and runGradSums:
 // `samples` samples, sampleStride floats apart, each `runs` runs of runLen <=
-// kFlushFloats floats back to back (its channels). spanRun(o, r) walks the
-// run at offset o with channel r's parameters and returns its two sums
-// (RunSums) -- a horizontal sum per run would cost a third of the
-// time -- which are added into the channel's lanes in scratch; flush(r, a, b)
-// takes the lanes' float64 totals every kFlushFloats values per channel.
+// kFlushFloats floats back to back (its channels). spanRun(o, r, lanes) walks
+// the run at offset o with channel r's parameters on top of the channel's
+// lanes so far (RunSums, from scratch) and returns the new lanes, which
+// replace them -- a horizontal sum per run would cost a third of the time;
+// flush(r, a, b) takes the lanes' float64 totals every kFlushFloats values
+// per channel.
 template <class SpanRun, class Flush>
 inline void runLanesWalk(std::size_t runLen, std::size_t runs, std::size_t samples, std::size_t sampleStride,
                          float* scratch, SpanRun&& spanRun, Flush&& flush, SampleHook hook = {nullptr, nullptr}) {
@@ -192,10 +208,10 @@ inline void runLanesWalk(std::size_t runLen, std::size_t runs, std::size_t sampl
     const std::size_t s1 = std::min(samples, s0 + perFlush);
     for (std::size_t s = s0; s < s1; ++s) {
       for (std::size_t r = 0; r < runs; ++r) {
-        const auto sums = spanRun(s * sampleStride + r * runLen, r);
         float* lanes = scratch + 2 * W * r;
-        V::store(lanes, V::add(V::load(lanes), sums.first));
-        V::store(lanes + W, V::add(V::load(lanes + W), sums.second));
+        const RunSums sums = spanRun(s * sampleStride + r * runLen, r, RunSums{V::load(lanes), V::load(lanes + W)});
+        V::store(lanes, sums.first);
+        V::store(lanes + W, sums.second);
       }
       if (hook.after) hook.after(hook.ctx, s);
     }
@@ -228,11 +244,17 @@ void runSums(const float* x, std::size_t runLen, std::size_t runs, std::size_t s
   }
   runLanesWalk(
       runLen, runs, samples, sampleStride, scratch,
-      [&](std::size_t o, std::size_t r) {
-        acc.span(x + o, runLen, V::set1(shift[r]), ahead);
-        const RunSums sums{sum4(acc.d0, acc.d1, acc.d2, acc.d3), sum4(acc.q0, acc.q1, acc.q2, acc.q3)};
-        acc.clear();
-        return sums;
+      [&](std::size_t o, std::size_t r, RunSums lanes) {
+        const T m = V::set1(shift[r]);
+        if (runLen >= 4 * W) {
+          acc.begin(x + o, m, lanes.first, lanes.second, ahead);
+          acc.span(x + o + 4 * W, runLen - 4 * W, m, ahead);
+        } else {
+          acc.clear();
+          acc.d0 = lanes.first, acc.q0 = lanes.second;
+          acc.span(x + o, runLen, m, ahead);
+        }
+        return RunSums{sum4(acc.d0, acc.d1, acc.d2, acc.d3), sum4(acc.q0, acc.q1, acc.q2, acc.q3)};
       },
       [&](std::size_t r, double d, double q) { dsum[r] += d, qsum[r] += q; }, hook);
 }
@@ -576,8 +598,9 @@ void runGradSumsT(const float* dy, const float* x, std::size_t runLen, std::size
   const std::size_t ahead = runs * runLen < sampleStride ? sampleStride : 0;
   runLanesWalk(
       runLen, runs, samples, sampleStride, scratch,
-      [&](std::size_t o, std::size_t r) {
+      [&](std::size_t o, std::size_t r, RunSums lanes) {
         acc.setChannel(p[r]);
+        acc.g0 = lanes.first, acc.h0 = lanes.second;
         acc.span(dy + o, x + o, runLen, ahead);
         const RunSums s{V::add(acc.g0, acc.g1), sum4(acc.h0, acc.h1, acc.h2, acc.h3)};
         acc.clear();
