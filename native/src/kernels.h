@@ -111,8 +111,11 @@ struct GradSums {
 // as the two-pass when m is within a fraction of a standard deviation of the
 // block's mean -- which shiftIsClose checks: n (mean - m)^2 <= M2 / 4, i.e.
 // q <= 1.25 * M2, so the rounding of q costs at most 25% more than with the
-// block's own mean as the shift. False for NaN.
-inline bool shiftIsClose(double n, double dsum, double qsum) { return 5 * dsum * dsum <= n * qsum; }
+// block's own mean as the shift. False for NaN, and for an infinite q: float32
+// squares overflow from |x - m| ~ 1.8e19, and such sums say nothing.
+inline bool shiftIsClose(double n, double dsum, double qsum) {
+  return 5 * dsum * dsum <= n * qsum && std::isfinite(qsum);
+}
 inline Moments fromShifted(double n, float shift, double dsum, double qsum) {
   const double m2 = qsum - dsum * dsum / n;
   return {n, double(shift) + dsum / n, m2 > 0 ? m2 : 0};
@@ -206,12 +209,13 @@ struct KernelTable {
   // Moments of a block of at most kRowMomentsBlock rows, merged (Chan) into
   // the running per-channel mean and m2 of `count` earlier rows (start from
   // zeros with count 0): one pass over all the rows shifted by the means so
-  // far (with count 0, those of the first kMaxRowBlock rows, from a pass of
-  // plain sums), kept when every channel verifies it (shiftIsClose); else, per
-  // kMaxRowBlock rows, as runsMoments: shifted by the means so far when
-  // verified, or the exact two-pass. scratch: kRowMomentsScratch * c floats.
+  // far (with count 0, by hint[ch], or without a hint by the means of the
+  // first kMaxRowBlock rows, from a pass of plain sums), kept when every
+  // channel verifies it (shiftIsClose); else, per kMaxRowBlock rows, as
+  // runsMoments: shifted by the means so far when verified, or the exact
+  // two-pass. scratch: kRowMomentsScratch * c floats.
   void (*rowsMoments)(const float* x, std::size_t rows, std::size_t c, float* scratch,
-                      double count, double* mean, double* m2);
+                      double count, double* mean, double* m2, const float* hint);
   void (*rowsNormalize)(const float* x, float* y, std::size_t rows, std::size_t c, RowsAffine p,
                         bool relu, bool stream);
   // Any number of rows (float32 sums over at most kMaxRowBlock rows each);

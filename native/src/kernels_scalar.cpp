@@ -130,9 +130,9 @@ ChannelAffine channelOf(const RowsAffine& p, std::size_t ch) {
 }
 
 // The two-pass of runsMoments, row by row (a column walk per channel would
-// read the block c times).
+// read the block c times); exact, so it needs no shift to try.
 void rowsMoments(const float* x, std::size_t rows, std::size_t c, float*, double count,
-                 double* mean, double* m2) {
+                 double* mean, double* m2, const float*) {
   std::vector<double> blockMean(c, 0.0), dsum(c, 0.0), q(c, 0.0);
   for (std::size_t r = 0; r < rows; ++r)
     for (std::size_t ch = 0; ch < c; ++ch) blockMean[ch] += x[r * c + ch];

@@ -904,49 +904,62 @@ void rowsShiftedSums(const float* x, std::size_t rows, std::size_t c, const floa
   else stripShiftedSums(x, rows, c, shift, dsum, qsum);
 }
 
-// Rows with moments so far: one pass shifted by the means so far (in memory
-// order for wide rows, else strip by strip), float32 lanes flushed to float64
-// every kRowMajorFlushRows or kMaxRowBlock rows, kept when every channel
-// passes shiftIsClose over all the rows (then merged, true). One check and
-// one merge per call rather than per block: the merge's float64 work per
-// channel was a fifth of the moments of 32 channels.
+// One pass over the rows shifted by scratch[0, c) (in memory order for wide
+// rows, else strip by strip), float32 lanes flushed to float64 every
+// kRowMajorFlushRows or kMaxRowBlock rows, kept when every channel passes
+// shiftIsClose over all the rows (then merged into the `count` rows so far,
+// true); else false, the shift replaced by the rows' means as the pass's sums
+// estimate them. One check and one merge per call rather than per block: the
+// merge's float64 work per channel was a fifth of the moments of 32 channels.
 bool shiftedMoments(const float* x, std::size_t rows, std::size_t c, float* scratch, double count, double* mean,
                     double* m2) {
-  float* hint = scratch;
+  float* shift = scratch;
   float* dsum = scratch + c;
   float* qsum = scratch + 2 * c;
   double* dsumD = reinterpret_cast<double*>(scratch + 4 * c);  // 16c bytes in: as aligned as scratch
   double* qsumD = dsumD + c;
-  for (std::size_t i = 0; i < c; ++i) hint[i] = float(mean[i]), dsumD[i] = qsumD[i] = 0;
+  for (std::size_t i = 0; i < c; ++i) dsumD[i] = qsumD[i] = 0;
   const std::size_t flushRows = rowMajor(c) ? kRowMajorFlushRows : kMaxRowBlock;
   for (std::size_t r = 0; r < rows; r += flushRows) {
     const std::size_t n = std::min(flushRows, rows - r);
-    rowsShiftedSums(x + r * c, n, c, hint, dsum, qsum);
+    rowsShiftedSums(x + r * c, n, c, shift, dsum, qsum);
     for (std::size_t i = 0; i < c; ++i) dsumD[i] += dsum[i], qsumD[i] += qsum[i];
   }
   const double nb = double(rows);
-  for (std::size_t i = 0; i < c; ++i)
-    if (!shiftIsClose(nb, dsumD[i], qsumD[i])) return false;
-  mergeShifted(c, nb, hint, dsumD, qsumD, count, mean, m2);
-  return true;
+  bool close = true;
+  for (std::size_t i = 0; i < c && close; ++i) close = shiftIsClose(nb, dsumD[i], qsumD[i]);
+  if (close) {
+    mergeShifted(c, nb, shift, dsumD, qsumD, count, mean, m2);
+    return true;
+  }
+  for (std::size_t i = 0; i < c; ++i) shift[i] = float(double(shift[i]) + dsumD[i] / nb);
+  return false;
 }
 
 void rowsMoments(const float* x, std::size_t rows, std::size_t c, float* scratch, double count,
-                 double* mean, double* m2) {
-  if (count == 0) {
-    // The means to shift by: those of the first rows, from one pass of plain
-    // sums in the shifted pass's order (mean[] is only a hint while count is
-    // 0). The exact two-pass over them by strips, which this replaces, took
-    // 13% of 64x256x14x14 NHWC's moments for 6% of its rows.
+                 double* mean, double* m2, const float* hint) {
+  float* shift = scratch;
+  if (count > 0) {
+    for (std::size_t i = 0; i < c; ++i) shift[i] = float(mean[i]);
+  } else if (hint) {
+    for (std::size_t i = 0; i < c; ++i) shift[i] = hint[i];
+  } else {
+    // The means of the first rows, from one pass of plain sums in the shifted
+    // pass's order. The exact two-pass over them by strips, which this
+    // replaces, took 13% of 64x256x14x14 NHWC's moments for 6% of its rows.
     const std::size_t first = std::min(kMaxRowBlock, rows);
-    float* zero = scratch;
     float* dsum = scratch + c;
     float* qsum = scratch + 2 * c;
-    for (std::size_t i = 0; i < c; ++i) zero[i] = 0;
-    rowsShiftedSums(x, first, c, zero, dsum, qsum);
-    for (std::size_t i = 0; i < c; ++i) mean[i] = double(dsum[i]) / double(first);
+    for (std::size_t i = 0; i < c; ++i) shift[i] = 0;
+    rowsShiftedSums(x, first, c, shift, dsum, qsum);
+    for (std::size_t i = 0; i < c; ++i) shift[i] = float(double(dsum[i]) / double(first));
   }
-  if (shiftedMoments(x, rows, c, scratch, count, mean, m2)) return;
+  // A pass that misses leaves the rows' means as its sums estimate them, so a
+  // second one, shifted by those, nearly always keeps its sums: rows whose
+  // first shift was not typical of them (a hint from other rows, first rows
+  // unlike the rest) cost two passes.
+  if (shiftedMoments(x, rows, c, scratch, count, mean, m2) || shiftedMoments(x, rows, c, scratch, count, mean, m2))
+    return;
   for (std::size_t r = 0; r < rows; r += kMaxRowBlock) {
     const std::size_t n = std::min(kMaxRowBlock, rows - r);
     stripBlockMoments(x + r * c, n, c, scratch, count, mean, m2);

@@ -134,6 +134,35 @@ TEST(blocks_with_far_apart_means_keep_the_variance_exact) {
   });
 }
 
+TEST(channel_means_that_vary_by_sample_keep_the_moments_exact) {
+  // Each sample shifts each channel by up to 1.5 (the values' own spread is
+  // ~1): a shift found from one sample's values misses other samples' blocks,
+  // and the moments must fall back without losing accuracy. Several units per
+  // group (NHWC units are 1024 rows at 256 channels), one group and two.
+  forEveryIsaAndThreads([&](const char* isa, std::size_t threads) {
+    for (Layout layout : {Layout::NCHW, Layout::NHWC})
+      for (std::size_t groupSize : {std::size_t(0), std::size_t(6)}) {
+        const TensorDims d{12, 256, 196, layout, groupSize};
+        auto x = ref::randomFloats(d.elements(), 23, -1.7f, 1.7f);
+        const auto offsets = ref::randomFloats(d.n * d.c, 29, -1.5f, 1.5f);
+        for (std::size_t n = 0; n < d.n; ++n)
+          for (std::size_t c = 0; c < d.c; ++c)
+            for (std::size_t s = 0; s < d.spatial; ++s) x[ref::index(d, n, c, s)] += 3.0f + offsets[n * d.c + c];
+        const ref::Stats want = ref::moments(x, d);
+        std::vector<double> mean(d.groups() * d.c), m2(d.groups() * d.c);
+        CHECK(channelMoments(x.data(), d, mean.data(), m2.data()).ok());
+        for (std::size_t g = 0; g < d.groups(); ++g) {
+          const double count = double(d.groupSamples(g) * d.spatial);
+          for (std::size_t c = 0; c < d.c; ++c) {
+            const std::size_t i = g * d.c + c;
+            if (!CHECK_NEAR(mean[i], want.mean[i], 1e-6, 1e-6) || !CHECK_NEAR(m2[i] / count, want.var[i], 1e-5, 0))
+              return (void)check::fail(__FILE__, __LINE__, describe(d, isa, threads, 0));
+          }
+        }
+      }
+  });
+}
+
 TEST(short_runs_reduce_in_memory_order_across_flushes) {
   // NCHW runs shorter than a block are reduced sample by sample in memory
   // order (runSums for the moments, runGradSums for the backward), each
@@ -445,16 +474,27 @@ TEST(moments_kernels_reject_a_far_shift) {
       std::vector<float> scratch(kRowMomentsScratch * c);
       // A running mean of 1e6 over a negligible count: the merged result is the block's own moments.
       std::vector<double> mean(c, 1e6), m2(c, 0.0);
-      k->rowsMoments(x.data(), rows, c, scratch.data(), 1e-300, mean.data(), m2.data());
-      for (std::size_t ch = 0; ch < c; ++ch) {
-        double mu = 0, q = 0;
-        for (std::size_t r = 0; r < rows; ++r) mu += x[r * c + ch];
-        mu /= double(rows);
-        for (std::size_t r = 0; r < rows; ++r) q += (x[r * c + ch] - mu) * (x[r * c + ch] - mu);
-        if (!CHECK_NEAR(mean[ch], mu, 1e-6, 0) || !CHECK_NEAR(m2[ch], q, 1e-5, 0)) {
-          check::fail(__FILE__, __LINE__, isa + " rowsMoments c=" + std::to_string(c));
-          break;
+      k->rowsMoments(x.data(), rows, c, scratch.data(), 1e-300, mean.data(), m2.data(), nullptr);
+      const auto blockMomentsMatch = [&](const std::string& what) {
+        for (std::size_t ch = 0; ch < c; ++ch) {
+          double mu = 0, q = 0;
+          for (std::size_t r = 0; r < rows; ++r) mu += x[r * c + ch];
+          mu /= double(rows);
+          for (std::size_t r = 0; r < rows; ++r) q += (x[r * c + ch] - mu) * (x[r * c + ch] - mu);
+          if (!CHECK_NEAR(mean[ch], mu, 1e-6, 0) || !CHECK_NEAR(m2[ch], q, 1e-5, 0))
+            return (void)check::fail(__FILE__, __LINE__, isa + " rowsMoments c=" + std::to_string(c) + " " + what);
         }
+      };
+      blockMomentsMatch("far running mean");
+      // A first shift given as a hint: 1e6 misses and is retried with the
+      // means that pass estimates; 1e30 squares past float32's range (a pass
+      // whose squares overflow must not count as close) and leaves no usable
+      // estimate, so the exact two-pass by strips answers.
+      for (float hint : {1e6f, 1e30f}) {
+        const std::vector<float> hints(c, hint);
+        std::fill(mean.begin(), mean.end(), 0.0), std::fill(m2.begin(), m2.end(), 0.0);
+        k->rowsMoments(x.data(), rows, c, scratch.data(), 0, mean.data(), m2.data(), hints.data());
+        blockMomentsMatch("hint " + std::to_string(hint));
       }
     }
   }
