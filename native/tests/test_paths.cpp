@@ -138,11 +138,12 @@ TEST(channel_means_that_vary_by_sample_keep_the_moments_exact) {
   // Each sample shifts each channel by up to 1.5 (the values' own spread is
   // ~1): a shift found from one sample's values misses other samples' blocks,
   // and the moments must fall back without losing accuracy. Several units per
-  // group (NHWC units are 1024 rows at 256 channels), one group and two.
+  // group (at 256 channels of 196 values, NCHW units are 20 samples, NHWC
+  // units 1024 rows), one group and two.
   forEveryIsaAndThreads([&](const char* isa, std::size_t threads) {
     for (Layout layout : {Layout::NCHW, Layout::NHWC})
-      for (std::size_t groupSize : {std::size_t(0), std::size_t(6)}) {
-        const TensorDims d{12, 256, 196, layout, groupSize};
+      for (std::size_t groupSize : {std::size_t(0), std::size_t(24)}) {
+        const TensorDims d{48, 256, 196, layout, groupSize};
         auto x = ref::randomFloats(d.elements(), 23, -1.7f, 1.7f);
         const auto offsets = ref::randomFloats(d.n * d.c, 29, -1.5f, 1.5f);
         for (std::size_t n = 0; n < d.n; ++n)
