@@ -271,7 +271,9 @@ std::vector<std::vector<float>> spreadRowsMeans(const KernelTable& k, const floa
     const std::size_t n = std::min(kMaxRowBlock, groupRows);
     if (unitsOfGroup[g] < 2) continue;
     const float* first = x + d.groupBegin(g) * d.spatial * d.c;
-    for (std::size_t r = 0; r < n; ++r) std::copy_n(first + (r * groupRows / n) * d.c, d.c, rows.data() + r * d.c);
+    const auto row = [&](std::size_t r) { return first + (r * groupRows / n) * d.c; };
+    for (std::size_t r = 0; r < n; ++r) prefetchSpan(row(r), d.c);  // scattered rows: every line asked for first
+    for (std::size_t r = 0; r < n; ++r) std::copy_n(row(r), d.c, rows.data() + r * d.c);
     std::fill(mean.begin(), mean.end(), 0.0), std::fill(m2.begin(), m2.end(), 0.0);
     k.rowsMoments(rows.data(), n, d.c, scratch.data(), 0, mean.data(), m2.data(), nullptr);
     out[g].assign(mean.begin(), mean.end());
