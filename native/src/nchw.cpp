@@ -106,7 +106,7 @@ float firstValuesMean(const float* run, std::size_t len) {
 // of 4 values from each of up to 8 samples spread evenly over the group (at
 // positions spread over the run), found once for all its units; a group of
 // one unit gets none (empty): its blocks take their first run's first values.
-// With channel means that vary by sample (offsets of 0.7 sd), a block's first
+// With channel means that vary by sample (offsets of 0.5 sd), a block's first
 // run, all one sample, missed the block's mean for many channels, whose blocks
 // were then re-read run by run: 64x256x14x14's moments took 1.5x the time
 // (233 vs 156 us). The values are a scattered gather (a cache line each), so
