@@ -606,7 +606,6 @@ bool stagedBackward(const KernelTable& k, const float* dy, const float* x, float
   const std::vector<ChannelAffine> affine = affineTable(p.fwd, d);
   const Blocking b(d, kGradBlock);
   const std::vector<Unit> units = unitsOf(d, b);
-  const auto shifts = spreadValuesMeans(x, d, units);  // as groupMoments: the same statistics, bit for bit
   const StagePlan plan(d, G);
   const std::size_t C = d.c, stride = C * d.spatial;
   sums.assign(d.groups() * C, GradSums());
