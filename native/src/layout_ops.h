@@ -149,6 +149,24 @@ void withChosenStores(StorePass kind, std::size_t elements, std::size_t bytesTou
 // Target floats per unit of the NCHW reductions (whole sample-blocks).
 constexpr std::size_t kReduceUnitFloats = 1 << 18;
 
+// Per group, the first shifts of its units' moments (the means of values spread
+// over the group: nchw.cpp, nhwc.cpp), found only for groups of two units or
+// more -- a group of one unit finds its own; empty: none.
+using GroupShifts = std::vector<std::vector<float>>;
+// Which groups have two units or more (Unit: either layout's, with .group).
+template <class Unit>
+std::vector<bool> groupsOfSeveralUnits(const std::vector<Unit>& units, std::size_t groups) {
+  std::vector<std::size_t> count(groups, 0);
+  for (const Unit& u : units) ++count[u.group];
+  std::vector<bool> several(groups);
+  for (std::size_t g = 0; g < groups; ++g) several[g] = count[g] > 1;
+  return several;
+}
+// Group g's first shifts, or null when it has none.
+inline const float* groupShifts(const GroupShifts& shifts, std::size_t g) {
+  return shifts[g].empty() ? nullptr : shifts[g].data();
+}
+
 // NCHW without spatial dims is rows of C floats, exactly like channels last: nhwc:: serves both.
 inline bool rowsLayout(const TensorDims& d) { return d.layout == Layout::NHWC || d.spatial == 1; }
 

@@ -257,19 +257,17 @@ void rowsPass(const KernelTable& k, const TensorDims& d, StorePass narrow, Store
 // finding their own took 6% of 64x256x14x14's moments (1024-row units), and
 // where channel means vary from sample to sample (offsets of 0.5 sd) a unit's
 // first rows, all from one sample, missed and the strips took 3.3x the time.
-std::vector<std::vector<float>> spreadRowsMeans(const KernelTable& k, const float* x, const TensorDims& d,
-                                                const std::vector<Unit>& units) {
-  std::vector<std::vector<float>> out(d.groups());
-  std::vector<std::size_t> unitsOfGroup(d.groups(), 0);
-  for (const Unit& u : units) ++unitsOfGroup[u.group];
-  if (*std::max_element(unitsOfGroup.begin(), unitsOfGroup.end()) < 2) return out;
+GroupShifts spreadRowsMeans(const KernelTable& k, const float* x, const TensorDims& d, const std::vector<Unit>& units) {
+  GroupShifts out(d.groups());
+  const std::vector<bool> several = groupsOfSeveralUnits(units, d.groups());
+  if (std::find(several.begin(), several.end(), true) == several.end()) return out;
   LineFloats rows(kMaxRowBlock * d.c);
   const LineFloats scratch(kRowMomentsScratch * d.c);
   std::vector<double> mean(d.c), m2(d.c);
   for (std::size_t g = 0; g < d.groups(); ++g) {
+    if (!several[g]) continue;
     const std::size_t groupRows = d.groupSamples(g) * d.spatial;
     const std::size_t n = std::min(kMaxRowBlock, groupRows);
-    if (unitsOfGroup[g] < 2) continue;
     const float* first = x + d.groupBegin(g) * d.spatial * d.c;
     const auto row = [&](std::size_t r) { return first + (r * groupRows / n) * d.c; };
     for (std::size_t r = 0; r < n; ++r) prefetchSpan(row(r), d.c);  // scattered rows: every line asked for first
@@ -286,14 +284,13 @@ std::vector<std::vector<float>> spreadRowsMeans(const KernelTable& k, const floa
 void moments(const KernelTable& k, const float* x, const TensorDims& d, double* mean, double* m2) {
   const std::size_t C = d.c;
   const std::vector<Unit> units = unitsOf(d);
-  const std::vector<std::vector<float>> shifts = spreadRowsMeans(k, x, d, units);
+  const GroupShifts shifts = spreadRowsMeans(k, x, d, units);
   std::vector<double> unitMean(units.size() * C, 0.0), unitM2(units.size() * C, 0.0);
   forEachUnit(d.elements(), kParallelMinElements, units.size(), [&](std::size_t u) {
     const LineFloats scratch(kRowMomentsScratch * C);
     double* um = &unitMean[u * C];
     double* u2 = &unitM2[u * C];
-    const std::vector<float>& groupShift = shifts[units[u].group];
-    const float* shift = groupShift.empty() ? nullptr : groupShift.data();
+    const float* shift = groupShifts(shifts, units[u].group);
     double count = 0;
     forEachBlock(units[u], kRowMomentsBlock, [&](std::size_t row, std::size_t rows) {
       k.rowsMoments(x + row * C, rows, C, scratch.data(), count, um, u2, shift);
